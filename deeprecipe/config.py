@@ -1,0 +1,235 @@
+"""The run configuration: typed sections, YAML files and ``--set a.b=c`` overrides.
+
+Every section forbids unknown keys so a typo is an error naming the key, never silently ignored.
+The ``model`` section alone accepts extra keys: they are family-specific knobs (``depth``, ``width``…)
+passed to ``create_model``, which rejects the ones its family does not take.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import DeepRecipeError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    spec: str = "builtin:mnist5k"
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    split_seed: int = 0
+    image_size: int | None = Field(None, gt=0, description="resize every image to this square size")
+    channels: int | None = Field(None, description="force 1 (grayscale) or 3 (RGB)")
+    augment: list[str] = Field(default_factory=lambda: ["translate:2"],
+                               description="batched augmentations, e.g. ['hflip', 'translate:4']")
+    loader: Literal["auto", "memory", "stream"] = "auto"
+    workers: int = Field(0, ge=0)
+    folds: int = Field(0, ge=0, description="k-fold cross-validation when ≥ 2")
+    repeats: int = Field(0, ge=0, description="repeated random splits when ≥ 2")
+    unlabeled: str | None = None
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, v):
+        if v not in (None, 1, 3):
+            raise ValueError("must be 1 or 3")
+        return v
+
+    @model_validator(mode="after")
+    def _fractions(self):
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError("val_fraction + test_fraction must be below 1 (something must be left to train on)")
+        return self
+
+
+class ModelConfig(BaseModel):
+    # extra="allow": family-specific knobs go to create_model, which rejects unknown ones.
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    name: str = "convnet"
+    norm: str | None = None
+    activation: str | None = None
+    dropout: float | None = Field(None, ge=0.0, lt=1.0)
+    init: str | None = None
+    pretrained: str | None = None
+
+    def knobs(self) -> dict[str, Any]:
+        """Keyword arguments for create_model: the set knobs and every extra key."""
+        out = {k: v for k, v in self.model_dump().items() if k not in ("name", "pretrained") and v is not None}
+        return out
+
+
+class OptimConfig(_Section):
+    name: Literal["sgd", "nesterov", "rmsprop", "adam", "adamw", "nadam", "adamax"] = "adamw"
+    lr: float = Field(5e-3, ge=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(5e-4, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0.0)
+    no_decay_bias_norm: bool = True
+
+
+class ScheduleConfig(_Section):
+    name: Literal["constant", "cosine", "step", "multistep", "exponential", "onecycle", "plateau"] = "onecycle"
+    warmup_epochs: float = Field(0.0, ge=0.0)
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
+    step_size: float = Field(10, gt=0, description="epochs between decays for 'step'")
+    milestones: list[float] = Field(default_factory=lambda: [0.5, 0.75],
+                                    description="for 'multistep': epochs, or fractions of the run when < 1")
+    gamma: float = Field(0.1, gt=0.0)
+    pct_start: float = Field(0.25, gt=0.0, lt=1.0)
+    patience: int = Field(3, ge=0)
+
+
+class RegularizeConfig(_Section):
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    l1: float = Field(0.0, ge=0.0)
+    l2: float = Field(0.0, ge=0.0, description="L2 penalty added to the loss (coupled), unlike optim.weight_decay")
+    max_norm: float | None = Field(None, gt=0.0)
+    clip_norm: float | None = Field(None, gt=0.0)
+    clip_value: float | None = Field(None, gt=0.0)
+    early_stopping: bool = False
+    monitor: Literal["val_loss", "val_acc"] = "val_loss"
+    patience: int = Field(5, ge=1)
+    min_delta: float = Field(0.0, ge=0.0)
+    ema: float | None = Field(None, gt=0.0, lt=1.0)
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(15, ge=1)
+    batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(512, ge=1)
+    seed: int = 0
+    deterministic: bool = False
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: bool | None = None
+    compile: bool = False
+    device: str = "auto"
+    threads: int | None = Field(None, ge=1)
+    nan_policy: Literal["stop", "rollback"] = "stop"
+    checkpoint_every: int = Field(1, ge=1, description="epochs between last.pt saves")
+
+
+class SearchConfig(_Section):
+    space: dict[str, Any] = Field(default_factory=dict)
+    trials: int = Field(10, ge=1)
+    epochs: int = Field(2, ge=1)
+    refine_trials: int = Field(0, ge=0)
+    refine_epochs: int | None = Field(None, ge=1)
+    storage: str | None = None
+    study: str | None = None
+    pruner: Literal["median", "hyperband", "none"] = "median"
+
+
+class LogConfig(_Section):
+    tensorboard: bool = False
+    steps_every: int = Field(10, ge=1, description="log every Nth step to steps.jsonl")
+
+
+class Config(_Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    regularize: RegularizeConfig = Field(default_factory=RegularizeConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return f"{source}: {key}: {msg}"
+
+
+def build_config(data: dict[str, Any] | None = None, source: str = "config") -> Config:
+    """Validate a nested dict into a Config; the first bad field becomes one DeepRecipeError."""
+    try:
+        return Config.model_validate(data or {})
+    except ValidationError as err:
+        raise DeepRecipeError(_describe(err, source), "fix or remove that key (see `deeprecipe train --help`)") from None
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise DeepRecipeError(f"config file {path} does not exist", "pass an existing YAML file to --config")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        line = getattr(getattr(err, "problem_mark", None), "line", None)
+        where = f" (line {line + 1})" if line is not None else ""
+        raise DeepRecipeError(f"{path}{where} is not valid YAML", "check indentation and quoting") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DeepRecipeError(f"{path} must hold a mapping of sections (data:, model:, …)", "see configs/ for examples")
+    return data
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """'optim.lr=0.1' -> (['optim', 'lr'], 0.1); the value is parsed as YAML (numbers, lists, true/false)."""
+    if "=" not in item:
+        raise DeepRecipeError(f"--set {item!r} has no '='", "write --set section.key=value, e.g. --set optim.lr=0.01")
+    key, raw = item.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if len(parts) < 2:
+        raise DeepRecipeError(f"--set {item!r}: key must be section.key", "e.g. --set train.epochs=5")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        parts, value = parse_override(item)
+        node = data
+        for p in parts[:-1]:
+            child = node.get(p)
+            if child is None:
+                child = node[p] = {}
+            if not isinstance(child, dict):
+                raise DeepRecipeError(f"--set {item!r}: {p} is not a section", "check the key path")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def resolve_config(config_file: str | None = None, overrides: list[str] | None = None,
+                   base: dict[str, Any] | None = None) -> Config:
+    """Defaults ← base dict ← YAML file ← --set overrides."""
+    data: dict[str, Any] = _deep_copy(base or {})
+    if config_file:
+        _deep_merge(data, load_yaml(config_file))
+    apply_overrides(data, overrides or [])
+    return build_config(data, source=str(config_file) if config_file else "config")
+
+
+def _deep_copy(d: dict) -> dict:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in d.items()}
+
+
+def _deep_merge(into: dict, new: dict) -> dict:
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _deep_merge(into[k], v)
+        else:
+            into[k] = v
+    return into

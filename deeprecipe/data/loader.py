@@ -1,0 +1,74 @@
+"""TensorLoader: the whole uint8 split in memory (on the device), batches cut by index.
+
+No per-image Python: a batch is one gather, one convert, one normalise, and batched augmentation
+with per-sample random parameters. The epoch's order and augmentation randomness come from a
+generator seeded by (seed, epoch), so resuming at an epoch boundary replays exactly.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import torch
+
+from ..augment import AugmentPipeline
+
+
+class TensorLoader:
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, mean, std,
+                 shuffle: bool = False, augment: AugmentPipeline | None = None, device: str | torch.device = "cpu",
+                 seed: int = 0, drop_last: bool = False, channels_last: bool = False,
+                 rank: int = 0, world_size: int = 1):
+        self.device = torch.device(device)
+        self.images = images.to(self.device)
+        self.labels = labels.to(self.device)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.augment = augment
+        self.seed = seed
+        self.drop_last = drop_last
+        self.channels_last = channels_last
+        self.rank, self.world_size = rank, world_size
+        c = images.shape[1]
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, c, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, c, 1, 1)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @property
+    def num_samples(self) -> int:
+        n = self.labels.shape[0]
+        return n // self.world_size if self.world_size > 1 else n
+
+    def __len__(self) -> int:
+        n = self.num_samples
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def _generator(self) -> torch.Generator:
+        g = torch.Generator(device=self.device)
+        g.manual_seed(self.seed * 1_000_003 + self.epoch)
+        return g
+
+    def order(self, g: torch.Generator) -> torch.Tensor:
+        n = self.labels.shape[0]
+        idx = torch.randperm(n, generator=g, device=self.device) if self.shuffle else torch.arange(n, device=self.device)
+        if self.world_size > 1:  # each rank takes its own equal-length shard of this epoch's order
+            per = n // self.world_size
+            idx = idx[self.rank * per:(self.rank + 1) * per]
+        return idx
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        g = self._generator()
+        idx = self.order(g)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            b = idx[start:start + self.batch_size]
+            x = self.images[b].float().div_(255.0)
+            y = self.labels[b]
+            if self.augment is not None:
+                x, y = self.augment(x, y, g)
+            x = (x - self.mean) / self.std
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, y

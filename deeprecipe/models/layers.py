@@ -1,0 +1,90 @@
+"""Factories for the knobs every family shares: normalisation, activation, dropout, init."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..errors import DeepRecipeError
+
+NORMS = ("none", "batch", "layer", "instance", "group", "lrn")
+ACTIVATIONS = {
+    "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": lambda: nn.ReLU(inplace=True),
+    "leaky_relu": lambda: nn.LeakyReLU(0.01, inplace=True), "elu": lambda: nn.ELU(inplace=True),
+    "selu": lambda: nn.SELU(inplace=True), "gelu": nn.GELU, "silu": lambda: nn.SiLU(inplace=True),
+}
+INITS = ("default", "xavier", "xavier_normal", "xavier_uniform", "he", "he_normal", "he_uniform",
+         "lecun", "lecun_normal", "lecun_uniform")
+
+
+def _choice(kind: str, value, options) -> str:
+    value = "none" if value is None else str(value).lower()
+    if value not in options:
+        raise ValueError(f"{kind} {value!r} is not one of {', '.join(options)}")
+    return value
+
+
+def norm2d(kind: str | None, channels: int, groups: int = 32) -> nn.Module:
+    """A normalisation layer for (B, C, H, W) feature maps."""
+    kind = _choice("norm", kind, NORMS)
+    if kind == "none":
+        return nn.Identity()
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "layer":   # normalise over (C, H, W) per sample
+        return nn.GroupNorm(1, channels)
+    if kind == "instance":
+        return nn.GroupNorm(channels, channels)
+    if kind == "group":
+        g = math.gcd(channels, groups) or 1
+        return nn.GroupNorm(g, channels)
+    return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)  # AlexNet 2012
+
+
+def norm1d(kind: str | None, features: int) -> nn.Module:
+    """A normalisation layer for (B, F) vectors (MLP hidden layers)."""
+    kind = _choice("norm", kind, NORMS)
+    if kind in ("none", "lrn"):
+        return nn.Identity()
+    if kind == "batch":
+        return nn.BatchNorm1d(features)
+    return nn.LayerNorm(features)  # layer/instance/group on a vector all reduce to layer norm
+
+
+def activation(name: str | None) -> nn.Module:
+    name = _choice("activation", name or "relu", tuple(ACTIVATIONS))
+    return ACTIVATIONS[name]()
+
+
+def init_weights(module: nn.Module, scheme: str | None, nonlinearity: str = "relu") -> None:
+    """Re-initialise conv/linear weights with the named scheme; biases to zero.
+
+    xavier: σ² = 2/(fan_in+fan_out); he: σ² = 2/fan_in; lecun: σ² = 1/fan_in (normal or uniform).
+    'default' keeps PyTorch's own initialisation.
+    """
+    scheme = _choice("init", scheme or "default", INITS)
+    if scheme == "default":
+        return
+    family, _, dist = scheme.partition("_")
+    dist = dist or "normal"
+    for m in module.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            w = m.weight
+            fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(w)
+            var = {"xavier": 2.0 / (fan_in + fan_out), "he": 2.0 / fan_in, "lecun": 1.0 / fan_in}[family]
+            with torch.no_grad():
+                if dist == "normal":
+                    w.normal_(0.0, math.sqrt(var))
+                else:  # uniform(-a, a) has variance a²/3
+                    a = math.sqrt(3.0 * var)
+                    w.uniform_(-a, a)
+                if m.bias is not None:
+                    m.bias.zero_()
+
+
+def check_dropout(rate: float | None) -> float:
+    rate = 0.0 if rate is None else float(rate)
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout {rate} must be in [0, 1)")
+    return rate

@@ -1,0 +1,1 @@
+"""Training: optimizers, schedules, losses, metrics, checkpoints and the loop itself."""
