@@ -12,12 +12,13 @@ from typing import Callable
 
 from .errors import DeepRecipeError
 
-COMMANDS: dict[str, Callable] = {}
+COMMANDS: dict[str, tuple[Callable, Callable | None, str]] = {}
 
 
-def command(name: str):
+def command(name: str, help: str, setup: Callable[[argparse.ArgumentParser], None] | None = None):
+    """Register a subcommand: `setup(parser)` adds its arguments, the decorated function runs it."""
     def deco(fn):
-        COMMANDS[name] = fn
+        COMMANDS[name] = (fn, setup, help)
         return fn
     return deco
 
@@ -26,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as a DeepRecipeError (one line, exit 2) like everything else."""
 
     def error(self, message: str):
-        raise DeepRecipeError(f"{self.prog}: {message}", f"see `{self.prog} --help`")
+        raise DeepRecipeError(message, f"see `{self.prog} --help`")
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
@@ -56,7 +57,16 @@ def config_from_args(args):
 
 
 # ---------------------------------------------------------------------------------------------- commands
-@command("train")
+# Each command is one self-contained block: a setup function for its arguments and a runner.
+# Blocks are grouped by area so that work on different areas touches different parts of this file.
+
+# ==== training and using runs ====================================================================
+def _setup_train(p):
+    add_train_options(p)
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from checkpoints/last.pt")
+
+
+@command("train", "train a model (defaults: builtin:mnist5k, convnet)", _setup_train)
 def cmd_train(args) -> int:
     from .api import train
     from .train.trainer import TrainingInterrupted
@@ -71,7 +81,13 @@ def cmd_train(args) -> int:
     return 0 if summary else 1
 
 
-@command("evaluate")
+def _setup_evaluate(p):
+    p.add_argument("run")
+    p.add_argument("--data", help="evaluate on all of this data spec instead of the run's test split")
+    p.add_argument("--tta", help="test-time augmentation: flip, 5crop, 10crop, multiscale")
+
+
+@command("evaluate", "test accuracy of a trained run (JSON on stdout)", _setup_evaluate)
 def cmd_evaluate(args) -> int:
     from .api import evaluate
     result = evaluate(args.run, data=args.data, tta=args.tta)
@@ -79,15 +95,31 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-@command("predict")
+def _setup_predict(p):
+    p.add_argument("run")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--top", type=int, default=1)
+
+
+@command("predict", "classify images; one JSON object per image on stdout", _setup_predict)
 def cmd_predict(args) -> int:
     from .api import predict
+    if args.top < 1:
+        raise DeepRecipeError(f"--top {args.top} must be at least 1", "e.g. --top 3")
     for row in predict(args.run, args.images, top=args.top):
         print(json.dumps(row), flush=True)
     return 0
 
 
-@command("data")
+# ==== data and augmentation (issue 3) ============================================================
+def _setup_data(p):
+    dsub = p.add_subparsers(dest="action", parser_class=_Parser, required=True)
+    q = dsub.add_parser("inspect", help="sizes, class counts, mean/std")
+    q.add_argument("spec")
+    q.add_argument("--json", action="store_true")
+
+
+@command("data", "look at a dataset: data inspect SPEC", _setup_data)
 def cmd_data(args) -> int:
     from .api import inspect_data
     info = inspect_data(args.spec)
@@ -105,7 +137,15 @@ def cmd_data(args) -> int:
     return 0
 
 
-@command("models")
+# ==== models (issue 4) ===========================================================================
+def _setup_models(p):
+    p.add_argument("name", nargs="?")
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--in-chans", type=int, default=3)
+    p.add_argument("--input-size", type=int, default=32)
+
+
+@command("models", "list models, or show one", _setup_models)
 def cmd_models(args) -> int:
     from .models import create_model, list_models
     if args.name:
@@ -118,37 +158,30 @@ def cmd_models(args) -> int:
     return 0
 
 
+# ==== the recipe: doctor, lr-find, search, recipe (issue 6) ======================================
+
+
+# ==== transfer, features, distillation (issue 7) =================================================
+
+
+# ==== experiments (issue 8) ======================================================================
+
+
+# ==== reports, runs, export (issue 11) ===========================================================
+
+
+# ==== labelling help: audit, project, explain (issue 13) =========================================
+
+
 # ---------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="deeprecipe", description="Train image classifiers the way practitioners do.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-
-    p = sub.add_parser("train", help="train a model (defaults: builtin:mnist5k, convnet)")
-    add_train_options(p)
-    p.add_argument("--resume", metavar="RUN", help="continue RUN from checkpoints/last.pt")
-
-    p = sub.add_parser("evaluate", help="test accuracy of a trained run")
-    p.add_argument("run")
-    p.add_argument("--data", help="evaluate on all of this data spec instead of the run's test split")
-    p.add_argument("--tta", help="test-time augmentation: flip, 5crop, 10crop, multiscale")
-
-    p = sub.add_parser("predict", help="classify images; one JSON object per image on stdout")
-    p.add_argument("run")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--top", type=int, default=1)
-
-    p = sub.add_parser("data", help="look at a dataset")
-    dsub = p.add_subparsers(dest="action", parser_class=_Parser, required=True)
-    q = dsub.add_parser("inspect", help="sizes, class counts, mean/std")
-    q.add_argument("spec")
-    q.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("models", help="list models, or show one")
-    p.add_argument("name", nargs="?")
-    p.add_argument("--num-classes", type=int, default=10)
-    p.add_argument("--in-chans", type=int, default=3)
-    p.add_argument("--input-size", type=int, default=32)
+    for name, (_, setup, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if setup is not None:
+            setup(p)
     return parser
 
 
@@ -160,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.command:
             build_parser().print_help()
             return 2
-        return int(COMMANDS[args.command](args) or 0)
+        return int(COMMANDS[args.command][0](args) or 0)
     except DeepRecipeError as err:
         if debug:
             raise

@@ -1,0 +1,37 @@
+"""Shared fixtures: small real data (the built-in MNIST subset) and a fast training config."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+# Tests share two cores; one thread per process keeps runs predictable.
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+FAST = ["train.epochs=2", "train.batch_size=64", "model.widths=[8,16]", "model.convs=1"]
+
+
+@pytest.fixture(scope="session")
+def mnist_arrays():
+    """The built-in 5,000 MNIST digits as numpy arrays (x uint8 (N,28,28), y int64)."""
+    from deeprecipe.data.sources import load_source
+    ds = load_source("builtin:mnist5k")
+    return ds.images[:, 0].numpy(), ds.labels.numpy()
+
+
+@pytest.fixture(scope="session")
+def mnist_small_npz(tmp_path_factory, mnist_arrays):
+    """A stratified 1,000-image slice of the built-in set as npz:PATH (100 per class)."""
+    x, y = mnist_arrays
+    idx = np.concatenate([np.flatnonzero(y == c)[:100] for c in range(10)])
+    path = tmp_path_factory.mktemp("data") / "mnist1k.npz"
+    np.savez(path, x=x[idx], y=y[idx])
+    return f"npz:{path}"
+
+
+@pytest.fixture
+def fast_overrides():
+    """--set overrides for a seconds-long training run."""
+    return list(FAST)
