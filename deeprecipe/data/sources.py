@@ -181,11 +181,16 @@ def read_npz(path: str) -> ImageSet:
 
 def decode_image_file(path: Path) -> torch.Tensor:
     """Decode one image file to uint8 (C, H, W) with C = 1 (gray) or 3 (RGB). Raises on bad files."""
-    from torchvision.io import ImageReadMode, decode_image, read_file
-    data = read_file(str(path))
-    if data.numel() == 0:
-        raise ValueError("empty file")
-    img = decode_image(data, mode=ImageReadMode.RGB)
+    import warnings
+    with warnings.catch_warnings():
+        # torchvision 0.29 flags its decoders as deprecated in favour of TorchCodec; they still work and are the
+        # decoders DESIGN.md chose. Revisit when torchvision drops them.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torchvision.io import ImageReadMode, decode_image, read_file
+        data = read_file(str(path))
+        if data.numel() == 0:
+            raise ValueError("empty file")
+        img = decode_image(data, mode=ImageReadMode.RGB)
     if img.dtype != torch.uint8:  # 16-bit PNGs decode to uint16
         img = (img.to(torch.int32) >> 8).to(torch.uint8)
     if img.ndim == 4:  # animated GIF: first frame
