@@ -10,7 +10,7 @@ import torch
 # Tests share two cores; one thread per process keeps runs predictable.
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-FAST = ["train.epochs=2", "train.batch_size=64", "model.widths=[8,16]", "model.convs=1"]
+FAST = ["model.name=lenet5", "train.epochs=3", "train.batch_size=32"]
 
 
 @pytest.fixture(scope="session")
