@@ -216,7 +216,8 @@ def finish_run(trainer: Trainer, session: Session, run_dir: Path, train_seconds:
         trainer.model.load_state_dict(load_checkpoint(best, map_location=session.device)["model"])
     part = "test" if len(session.data.splits["test"]) else "val"
     loader = session.data.loader(part, session.cfg, session.device, channels_last=session.channels_last)
-    logits, labels = trainer.predict(loader)
+    # Final numbers in fp32, so `evaluate RUN` (which loads the checkpoint in fp32) reproduces them exactly.
+    logits, labels = trainer.predict(loader, precision="fp32")
     probs = torch.softmax(logits, 1).numpy()
     history = trainer.state.history
     ips = [r["images_per_second"] for r in history]

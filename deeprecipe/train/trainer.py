@@ -140,13 +140,13 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- evaluation
     @torch.no_grad()
-    def predict(self, loader) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and labels over a loader, in eval mode."""
+    def predict(self, loader, precision: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and labels over a loader, in eval mode (in `precision`, default the training one)."""
         was_training = self.model.training
         self.model.eval()
         outs, labels = [], []
         for x, y in loader:
-            with autocast_context(self.device, self.precision):
+            with autocast_context(self.device, precision or self.precision):
                 outs.append(self.model(x).float())
             labels.append(y)
         self.model.train(was_training)
