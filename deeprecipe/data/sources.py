@@ -245,6 +245,17 @@ def unify_images(images: list[torch.Tensor], size: tuple[int, int] | None = None
     return out
 
 
+def _drop_empty_classes(labels: list[int], classes: list[str]) -> tuple[list[int], list[str]]:
+    """Leave out class folders that gave no usable image (a class with no examples cannot be learned)."""
+    present = sorted(set(labels))
+    if len(present) == len(classes):
+        return labels, classes
+    empty = [c for i, c in enumerate(classes) if i not in set(present)]
+    note(f"note: left out {len(empty)} class folder(s) with no usable images: {', '.join(empty)}")
+    remap = {old: new for new, old in enumerate(present)}
+    return [remap[l] for l in labels], [classes[i] for i in present]
+
+
 def read_folder(path: str, size: tuple[int, int] | None = None, channels: int | None = None) -> ImageSet:
     root = Path(path).expanduser()
     if not root.exists():
@@ -285,6 +296,7 @@ def read_folder(path: str, size: tuple[int, int] | None = None, channels: int | 
         note(f"note: skipped {len(skipped)} unreadable file(s): {shown}")
     if not images:
         raise DeepRecipeError(f"{root}: no readable images in its class sub-folders", "add image files (PNG, JPEG, …)")
+    labels, classes = _drop_empty_classes(labels, classes)
     stacked = unify_images(images, size=size, channels=channels, where=str(root))
     splits = None
     if "all" not in groups:
