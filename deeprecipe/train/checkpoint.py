@@ -1,6 +1,7 @@
 """Checkpoints: atomic save, safe load (weights_only=True), and the run's meta-data beside the weights."""
 from __future__ import annotations
 
+import hashlib
 import io
 import pickle
 import zipfile
@@ -15,10 +16,44 @@ from ..utils import atomic_write_bytes
 FORMAT = "deeprecipe-checkpoint-1"
 
 
+def content_digest(obj: Any) -> str:
+    """SHA-256 over a checkpoint's contents (keys, numbers, strings, tensor bytes), independent of the file.
+
+    torch.load does not notice flipped bits inside tensor data, so the digest is stored in the checkpoint and
+    checked on every load; the file itself stays a plain PyTorch checkpoint.
+    """
+    h = hashlib.sha256()
+
+    def feed(o: Any) -> None:
+        if isinstance(o, torch.Tensor):
+            t = o.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(o, dict):
+            h.update(b"{")
+            for k in sorted(o, key=str):
+                if k != "sha256":
+                    h.update(repr(k).encode())
+                    feed(o[k])
+            h.update(b"}")
+        elif isinstance(o, (list, tuple)):
+            h.update(b"[")
+            for v in o:
+                feed(v)
+            h.update(b"]")
+        else:
+            h.update(repr(o).encode())
+
+    feed(obj)
+    return h.hexdigest()
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Serialise to memory, then write atomically: a crash mid-write never leaves a torn file."""
+    obj = {"format": FORMAT, **payload}
+    obj["sha256"] = content_digest(obj)
     buf = io.BytesIO()
-    torch.save({"format": FORMAT, **payload}, buf)
+    torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -37,6 +72,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                               "the file is truncated or not a PyTorch checkpoint; use another checkpoint") from None
     if not isinstance(obj, dict):
         raise DeepRecipeError(f"{path} is not a deeprecipe checkpoint", "give a checkpoint written by deeprecipe")
+    if "sha256" in obj and content_digest(obj) != obj["sha256"]:
+        raise DeepRecipeError(f"{path} is corrupt: its contents do not match the checksum written with it",
+                              "use another checkpoint (best.pt / last.pt) or retrain; the file was damaged after it was written")
     return obj
 
 
