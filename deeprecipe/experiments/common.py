@@ -1,0 +1,41 @@
+"""Shared pieces for experiments: a subset of the built-in digits and a quiet one-call training run."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from ..api import Session, prepare_data
+from ..config import resolve_config
+from ..data.sources import ImageSet, load_source
+
+
+def digits_subset(per_class: int | None = None, classes: list[int] | None = None, seed: int = 0) -> ImageSet:
+    """builtin:mnist5k, optionally `per_class` images of each of `classes` (labels re-indexed)."""
+    ds = load_source("builtin:mnist5k")
+    labels = ds.labels.numpy()
+    keep_classes = classes if classes is not None else list(range(10))
+    rng = np.random.default_rng(seed)
+    idx = []
+    for c in keep_classes:
+        pool = np.flatnonzero(labels == c)
+        idx.append(pool if per_class is None else rng.choice(pool, size=min(per_class, len(pool)), replace=False))
+    idx = np.sort(np.concatenate(idx))
+    remap = {c: i for i, c in enumerate(keep_classes)}
+    return ImageSet(images=ds.images[idx], labels=torch.tensor([remap[int(l)] for l in labels[idx]]),
+                    classes=[str(c) for c in keep_classes], name="builtin:mnist5k subset")
+
+
+def train_quietly(ds: ImageSet, overrides: list[str], hooks: dict | None = None) -> dict:
+    """Train once with the given overrides; returns history, final test accuracy and seconds."""
+    cfg = resolve_config(None, overrides)
+    session = Session.create(cfg, prepare_data(cfg, ds))
+    trainer = session.make_trainer(None, show_progress=False)
+    for name, fns in (hooks or {}).items():
+        trainer.hooks[name].extend(fns)
+    t0 = time.perf_counter()
+    state = trainer.fit()
+    seconds = time.perf_counter() - t0
+    test = trainer.evaluate(session.data.loader("test", cfg, session.device, channels_last=session.channels_last))
+    return {"history": state.history, "test_acc": test.get("acc"), "seconds": seconds, "trainer": trainer}
