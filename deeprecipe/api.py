@@ -369,6 +369,7 @@ def evaluate(run: str | Path, data: str | None = None, tta: str | None = None) -
     else:
         prepared = prepare_data(loaded.cfg)
         images, labels = prepared.part("test" if len(prepared.splits["test"]) else "val")
+        images = images if isinstance(images, torch.Tensor) else images.decode_all()  # a streamed folder
         where = f"{loaded.cfg.data.spec} (the run's test split)"
     logits = loaded.logits(images)
     out = {"data": where, "n": int(labels.numel()), "acc": topk_correct(logits, labels, 1) / max(1, labels.numel()),

@@ -54,6 +54,10 @@ class FileImages:
                                   "remove or replace the file, or use data.loader=memory to skip unreadable files") from None
         return conform(img[None], self.channels, self.size)[0]
 
+    def decode_all(self) -> torch.Tensor:
+        """Every image as one uint8 tensor: for a split small enough to hold (evaluation)."""
+        return self.stats_sample(limit=max(1, len(self)))
+
     def stats_sample(self, limit: int = STATS_SAMPLE) -> torch.Tensor:
         """An evenly spaced decoded subsample: enough for mean/std and colour statistics."""
         step = max(1, len(self) // limit)
