@@ -54,14 +54,21 @@ class PreparedData:
     def loader(self, name: str, cfg: Config, device: torch.device, train: bool = False,
                channels_last: bool = False, augment: bool | None = None, **kw) -> TensorLoader:
         images, labels = self.part(name)
-        pipeline = build_pipeline(cfg.data.augment, len(self.classes)) if (train if augment is None else augment) else None
-        return TensorLoader(images, labels, cfg.train.batch_size if train else cfg.train.eval_batch_size,
-                            self.mean, self.std, shuffle=train, augment=pipeline, device=device,
-                            seed=cfg.train.seed, drop_last=False, channels_last=channels_last, **kw)
+        pipeline = (build_pipeline(cfg.data.augment, len(self.classes), fit_images=lambda: self.part("train")[0])
+                    if (train if augment is None else augment) else None)
+        if not isinstance(images, torch.Tensor):  # a streamed folder (data.loader=stream, or auto and too big)
+            from .data.stream import StreamLoader
+            loader_cls, kw = StreamLoader, {"workers": cfg.data.workers, **kw}
+        else:
+            loader_cls = TensorLoader
+        return loader_cls(images, labels, cfg.train.batch_size if train else cfg.train.eval_batch_size,
+                          self.mean, self.std, shuffle=train, augment=pipeline, device=device,
+                          seed=cfg.train.seed, drop_last=False, channels_last=channels_last, **kw)
 
 
 def load_dataset(cfg: Config) -> ImageSet:
-    ds = load_source(cfg.data.spec)
+    from .data.stream import open_streamed
+    ds = open_streamed(cfg.data) or load_source(cfg.data.spec)
     c = cfg.data.channels or ds.images.shape[1]
     size = (cfg.data.image_size,) * 2 if cfg.data.image_size else tuple(ds.images.shape[2:])
     if (c, *size) != tuple(ds.images.shape[1:]):
@@ -76,6 +83,11 @@ def prepare_data(cfg: Config, ds: ImageSet | None = None) -> PreparedData:
                             cfg.data.split_seed)
     train_images = ds.images[torch.from_numpy(splits["train"]).long()]
     mean, std = channel_stats(train_images)
+    if isinstance(ds.images, torch.Tensor):
+        from .data.leakage import leak_note, leak_report
+        warning = leak_note(leak_report(ds.images, splits))
+        if warning:
+            note(warning)
     return PreparedData(ds, splits, mean, std)
 
 
@@ -184,6 +196,8 @@ def train(config: Config | dict | str | Path | None = None, out: str | Path | No
         cfg = resolve_config(str(run_dir / "config.yaml"), overrides)
     else:
         cfg = _as_config(config, overrides)
+        if cfg.data.folds >= 2 or cfg.data.repeats >= 2:
+            return train_protocol(cfg, out, show_progress)
     session = Session.create(cfg)
     if not resume:
         run_dir = new_run_dir(cfg, out)
@@ -206,6 +220,35 @@ def train(config: Config | dict | str | Path | None = None, out: str | Path | No
     summary = finish_run(trainer, session, run_dir, train_seconds)
     if show_progress:
         print_summary(summary)
+    return summary
+
+
+def train_protocol(cfg: Config, out: str | Path | None = None, show_progress: bool = True) -> dict:
+    """k-fold CV (data.folds) or repeated random splits (data.repeats): one sub-run per fold under
+    the run folder, and a top-level summary.json with per-fold results and mean ± std."""
+    from .data.protocols import format_protocol, protocol_splits, sub_run_name, summarize_protocol
+    from .utils import atomic_write_text
+    ds = load_dataset(cfg)
+    run_dir = new_run_dir(cfg, out)
+    atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
+    results, names = [], []
+    for i, splits in enumerate(protocol_splits(ds.labels.numpy(), cfg.data.folds, cfg.data.repeats,
+                                               cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed), 1):
+        names.append(sub_run_name(cfg.data.folds, i))
+        sub = run_dir / names[-1]
+        sub.mkdir(exist_ok=True)
+        atomic_write_text(sub / "config.yaml", cfg.to_yaml())
+        mean, std = channel_stats(ds.images[torch.from_numpy(splits["train"]).long()])
+        session = Session.create(cfg, PreparedData(ds, splits, mean, std))
+        trainer = session.make_trainer(sub, show_progress=show_progress)
+        state = trainer.fit()
+        results.append(finish_run(trainer, session, sub, sum(r["seconds"] for r in state.history)))
+        if show_progress:
+            note(f"{names[-1]}: test_acc {results[-1]['test_acc']:.4f}")
+    summary = summarize_protocol(results, cfg.data.folds, cfg.data.repeats, names)
+    write_json(run_dir / "summary.json", summary)
+    if show_progress:
+        note(format_protocol(summary))
     return summary
 
 
@@ -327,6 +370,7 @@ def evaluate(run: str | Path, data: str | None = None, tta: str | None = None) -
     else:
         prepared = prepare_data(loaded.cfg)
         images, labels = prepared.part("test" if len(prepared.splits["test"]) else "val")
+        images = images if isinstance(images, torch.Tensor) else images.decode_all()  # a streamed folder
         where = f"{loaded.cfg.data.spec} (the run's test split)"
     logits = loaded.logits(images)
     out = {"data": where, "n": int(labels.numel()), "acc": topk_correct(logits, labels, 1) / max(1, labels.numel()),
@@ -371,13 +415,7 @@ def predict(run: str | Path, inputs: list[str], top: int = 1) -> list[dict]:
     return results
 
 
-def inspect_data(spec: str) -> dict:
-    ds = load_source(spec)
-    mean, std = channel_stats(ds.images)
-    counts = torch.bincount(ds.labels, minlength=len(ds.classes)).tolist()
-    out = {"spec": spec, "images": len(ds), "classes": len(ds.classes), "shape": list(ds.shape),
-           "class_counts": dict(zip(ds.classes, counts)), "mean": mean, "std": std,
-           "skipped": [{"file": f, "reason": r} for f, r in ds.skipped]}
-    if ds.splits:
-        out["given_split"] = {k: int(len(v)) for k, v in ds.splits.items()}
-    return out
+def inspect_data(spec: str, out_dir: str | Path | None = None) -> dict:
+    """Sizes, class balance, mean/std, file size/mode histograms, duplicates/leaks, sample grid PNG."""
+    from .data.inspect import inspect_dataset
+    return inspect_dataset(spec, out_dir)

@@ -114,26 +114,70 @@ def cmd_predict(args) -> int:
 # ==== data and augmentation (issue 3) ============================================================
 def _setup_data(p):
     dsub = p.add_subparsers(dest="action", parser_class=_Parser, required=True)
-    q = dsub.add_parser("inspect", help="sizes, class counts, mean/std")
+    q = dsub.add_parser("inspect", help="sizes, class balance, mean/std, duplicates, sample grid")
     q.add_argument("spec")
     q.add_argument("--json", action="store_true")
+    q.add_argument("--out", metavar="DIR", help="write samples.png (a grid of images per class) here")
+
+
+def _print_inspection(info: dict) -> None:
+    print(f"{info['spec']}: {info['images']} images, {info['classes']} classes, shape {'×'.join(map(str, info['shape']))}")
+    total = max(1, info["images"])
+    for name, n in info["class_counts"].items():
+        print(f"  {name:>12}  {n:>7}  {100 * n / total:5.1f}%")
+    if info.get("imbalance"):
+        print(f"  imbalance (largest/smallest class): {info['imbalance']:.2f}")
+    print("  mean " + ", ".join(f"{m:.4f}" for m in info["mean"]) + "   std " + ", ".join(f"{s:.4f}" for s in info["std"]))
+    if info.get("given_split"):
+        print("  given split: " + ", ".join(f"{k} {v}" for k, v in info["given_split"].items()))
+    if info.get("files"):
+        print("  file sizes: " + ", ".join(f"{k} ×{v}" for k, v in info["files"]["sizes"].items()))
+        print("  file modes: " + ", ".join(f"{k} ×{v}" for k, v in info["files"]["modes"].items()))
+    dup = info["duplicates"]
+    print(f"  duplicates: {dup['duplicate_images']} image(s) repeat an earlier one ({dup['duplicate_groups']} group(s))")
+    for pair, n in dup["cross_split"].items():
+        print(f"  LEAK: {n} identical image(s) shared by {pair}")
+    if info["skipped"]:
+        print(f"  skipped {len(info['skipped'])} unreadable file(s)")
+    if info.get("sample_grid"):
+        print(f"  sample grid: {info['sample_grid']}")
 
 
 @command("data", "look at a dataset: data inspect SPEC", _setup_data)
 def cmd_data(args) -> int:
     from .api import inspect_data
-    info = inspect_data(args.spec)
+    info = inspect_data(args.spec, out_dir=args.out)
     if args.json:
         print(json.dumps(info, indent=2))
+    else:
+        _print_inspection(info)
+    return 0
+
+
+def _setup_augment(p):
+    asub = p.add_subparsers(dest="action", parser_class=_Parser, required=True)
+    q = asub.add_parser("preview", help="PNG grid of originals and augmented copies")
+    q.add_argument("spec")
+    q.add_argument("--aug", action="append", required=True, metavar="OP",
+                   help="augmentation, e.g. crop:scale=0.3-1 (repeatable; applied in order)")
+    q.add_argument("--out", default="augment_preview.png", metavar="FILE.png")
+    q.add_argument("--count", type=int, default=8, help="images per row")
+    q.add_argument("--copies", type=int, default=4, help="augmented rows")
+    q.add_argument("--seed", type=int, default=0)
+    asub.add_parser("list", help="the augmentation names")
+
+
+@command("augment", "augmentations: augment preview SPEC --aug OP …, augment list", _setup_augment)
+def cmd_augment(args) -> int:
+    if args.action == "list":
+        from .augment import list_augments
+        print("\n".join(list_augments()))
         return 0
-    print(f"{info['spec']}: {info['images']} images, {info['classes']} classes, shape {'×'.join(map(str, info['shape']))}")
-    for name, n in info["class_counts"].items():
-        print(f"  {name:>12}  {n}")
-    print("  mean " + ", ".join(f"{m:.4f}" for m in info["mean"]) + "   std " + ", ".join(f"{s:.4f}" for s in info["std"]))
-    if info.get("given_split"):
-        print("  given split: " + ", ".join(f"{k} {v}" for k, v in info["given_split"].items()))
-    if info["skipped"]:
-        print(f"  skipped {len(info['skipped'])} unreadable file(s)")
+    from .data.inspect import augment_preview
+    if args.count < 1 or args.copies < 1:
+        raise DeepRecipeError("--count and --copies must be at least 1", "e.g. --count 8 --copies 4")
+    path = augment_preview(args.spec, args.aug, args.out, count=args.count, copies=args.copies, seed=args.seed)
+    print(path)
     return 0
 
 

@@ -26,9 +26,12 @@ class DataConfig(_Section):
     split_seed: int = 0
     image_size: int | None = Field(None, gt=0, description="resize every image to this square size")
     channels: int | None = Field(None, description="force 1 (grayscale) or 3 (RGB)")
-    augment: list[str] = Field(default_factory=lambda: ["translate:2"],
-                               description="batched augmentations, e.g. ['hflip', 'translate:4']")
+    augment: list[str | dict[str, Any]] = Field(default_factory=lambda: ["translate:2"],
+                                                description="batched augmentations, e.g. ['hflip', 'translate:4'] "
+                                                            "or mappings {name: cutout, size: 8}")
     loader: Literal["auto", "memory", "stream"] = "auto"
+    memory_limit_mb: float = Field(4096, gt=0, description="loader=auto streams image folders whose decoded "
+                                                              "size would exceed this")
     workers: int = Field(0, ge=0)
     folds: int = Field(0, ge=0, description="k-fold cross-validation when ≥ 2")
     repeats: int = Field(0, ge=0, description="repeated random splits when ≥ 2")

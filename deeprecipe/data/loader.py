@@ -7,21 +7,24 @@ generator seeded by (seed, epoch), so resuming at an epoch boundary replays exac
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 
-from ..augment import AugmentPipeline
+if TYPE_CHECKING:  # augment imports data.batchops; a runtime import here would be circular
+    from ..augment import AugmentPipeline
 
 
-class TensorLoader:
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, mean, std,
-                 shuffle: bool = False, augment: AugmentPipeline | None = None, device: str | torch.device = "cpu",
+class BatchLoader:
+    """What every loader shares: the iteration contract (set_epoch, len, normalised (x, y) batches),
+    the per-epoch seeded generator, and turning a uint8 batch into an augmented, normalised one."""
+
+    def __init__(self, labels: torch.Tensor, batch_size: int, mean, std, channels: int,
+                 shuffle: bool = False, augment: "AugmentPipeline | None" = None, device: str | torch.device = "cpu",
                  seed: int = 0, drop_last: bool = False, channels_last: bool = False,
                  rank: int = 0, world_size: int = 1):
         self.device = torch.device(device)
-        self.images = images.to(self.device)
-        self.labels = labels.to(self.device)
+        self.labels = labels
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.augment = augment
@@ -29,7 +32,7 @@ class TensorLoader:
         self.drop_last = drop_last
         self.channels_last = channels_last
         self.rank, self.world_size = rank, world_size
-        c = images.shape[1]
+        c = channels
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, c, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, c, 1, 1)
         self.epoch = 0
@@ -59,16 +62,25 @@ class TensorLoader:
             idx = idx[self.rank * per:(self.rank + 1) * per]
         return idx
 
+    def finish_batch(self, images_uint8: torch.Tensor, y: torch.Tensor, g: torch.Generator):
+        """uint8 batch on the device → augmented (per-sample random), normalised float batch."""
+        x = images_uint8.float().div_(255.0)
+        if self.augment is not None:
+            x, y = self.augment(x, y, g)
+        x = (x - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+
+class TensorLoader(BatchLoader):
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, mean, std, **kw):
+        super().__init__(labels.to(torch.device(kw.get("device", "cpu"))), batch_size, mean, std, images.shape[1], **kw)
+        self.images = images.to(self.device)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         g = self._generator()
         idx = self.order(g)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             b = idx[start:start + self.batch_size]
-            x = self.images[b].float().div_(255.0)
-            y = self.labels[b]
-            if self.augment is not None:
-                x, y = self.augment(x, y, g)
-            x = (x - self.mean) / self.std
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, y
+            yield self.finish_batch(self.images[b], self.labels[b], g)

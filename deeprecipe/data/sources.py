@@ -256,7 +256,24 @@ def _drop_empty_classes(labels: list[int], classes: list[str]) -> tuple[list[int
     return [remap[l] for l in labels], [classes[i] for i in present]
 
 
-def read_folder(path: str, size: tuple[int, int] | None = None, channels: int | None = None) -> ImageSet:
+@dataclass
+class FolderScan:
+    """The files of an image folder and their labels, before any decoding."""
+    root: Path
+    files: list[Path]
+    labels: list[int]
+    classes: list[str]
+    groups: list[str]          # per file: 'all', or 'train'/'val'/'test' when the folder gives a split
+
+    def given_splits(self, keep: list[int] | None = None) -> dict[str, np.ndarray] | None:
+        groups = np.array(self.groups if keep is None else [self.groups[i] for i in keep])
+        if len(groups) == 0 or (groups == "all").all():
+            return None
+        return {s: np.flatnonzero(groups == s) for s in ("train", "val", "test") if (groups == s).any()}
+
+
+def scan_folder(path: str) -> FolderScan:
+    """Class sub-folders (or train/val/test sub-folders of class sub-folders) → files and labels."""
     root = Path(path).expanduser()
     if not root.exists():
         raise DeepRecipeError(f"data path {root} does not exist",
@@ -274,33 +291,36 @@ def read_folder(path: str, size: tuple[int, int] | None = None, channels: int | 
     if not classes:
         raise DeepRecipeError(f"{root} has no class sub-folders", "put each class's images in its own sub-folder")
     index = {c: i for i, c in enumerate(classes)}
+    found = [(g, c, f) for g, gp in groups.items() for c in _scan_classes(gp) for f in _scan_files(c)]
+    return FolderScan(root, [f for _, _, f in found], [index[c.name] for _, c, _ in found], classes,
+                      [g for g, _, _ in found])
+
+
+def read_folder(path: str, size: tuple[int, int] | None = None, channels: int | None = None) -> ImageSet:
+    scan = scan_folder(path)
+    root = scan.root
     images: list[torch.Tensor] = []
-    labels: list[int] = []
-    paths: list[str] = []
-    group_of: list[str] = []
+    kept: list[int] = []
     skipped: list[tuple[str, str]] = []
-    files = [(g, c, f) for g, gp in groups.items() for c in _scan_classes(gp) for f in _scan_files(c)]
     from ..progress import track
-    for g, c, f in track(files, description=f"reading {root.name or root}"):
+    for i, f in enumerate(track(scan.files, description=f"reading {root.name or root}")):
         try:
-            im = decode_image_file(f)
+            images.append(decode_image_file(f))
         except Exception as err:  # any decoder failure means: skip this file and say so
             skipped.append((str(f), str(err).splitlines()[0][:80] if str(err) else type(err).__name__))
             continue
-        images.append(im)
-        labels.append(index[c.name])
-        paths.append(str(f))
-        group_of.append(g)
+        kept.append(i)
     if skipped:
         shown = ", ".join(s for s, _ in skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
         note(f"note: skipped {len(skipped)} unreadable file(s): {shown}")
     if not images:
         raise DeepRecipeError(f"{root}: no readable images in its class sub-folders", "add image files (PNG, JPEG, …)")
-    labels, classes = _drop_empty_classes(labels, classes)
+    labels, classes = _drop_empty_classes([scan.labels[i] for i in kept], scan.classes)
     stacked = unify_images(images, size=size, channels=channels, where=str(root))
-    splits = None
-    if "all" not in groups:
-        arr = np.array(group_of)
-        splits = {s: np.flatnonzero(arr == s) for s in groups}
-    return ImageSet(images=stacked, labels=torch.tensor(labels, dtype=torch.int64), classes=classes,
-                    splits=splits, paths=paths, skipped=skipped, name=str(root))
+    return ImageSet(images=stacked, labels=torch.tensor(labels, dtype=torch.int64),
+                    classes=classes, splits=scan.given_splits(kept), paths=[str(scan.files[i]) for i in kept],
+                    skipped=skipped, name=str(root))
+
+
+# Release formats (CIFAR, MNIST IDX, CSV) register themselves on import.
+from . import formats as _formats  # noqa: E402,F401

@@ -6,6 +6,8 @@ import torch
 
 def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
     """Mean and std per channel of uint8 (N, C, H, W) images, on the 0..1 scale, in float64 chunks."""
+    if hasattr(images, "stats_sample"):  # a streamed set: an evenly spaced decoded subsample
+        images = images.stats_sample()
     c = images.shape[1]
     total = torch.zeros(c, dtype=torch.float64)
     total_sq = torch.zeros(c, dtype=torch.float64)
