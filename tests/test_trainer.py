@@ -140,7 +140,7 @@ def test_no_weight_decay_for_biases_and_norms():
 
 
 def _l1(model):
-    return sum(float(p.abs().sum()) for p in model.parameters() if p.ndim > 1)
+    return sum(float(p.detach().abs().sum()) for p in model.parameters() if p.ndim > 1)
 
 
 def test_l1_and_l2_penalties_are_in_the_loss_and_l1_shrinks_weights(tiny_npz):
