@@ -256,7 +256,7 @@ def finish_run(trainer: Trainer, session: Session, run_dir: Path, train_seconds:
     """Evaluate the best checkpoint on the test split and write summary.json (and the report)."""
     best = run_dir / "checkpoints" / "best.pt"
     if best.is_file():
-        trainer.model.load_state_dict(load_checkpoint(best, map_location=session.device)["model"])
+        trainer.eval_model.load_state_dict(load_checkpoint(best, map_location=session.device)["model"])
     part = "test" if len(session.data.splits["test"]) else "val"
     loader = session.data.loader(part, session.cfg, session.device, channels_last=session.channels_last)
     # Final numbers in fp32, so `evaluate RUN` (which loads the checkpoint in fp32) reproduces them exactly.
@@ -353,36 +353,62 @@ def load_run(run: str | Path, which: str = "best.pt", device: str = "auto") -> L
                      tuple(ckpt["input_shape"]), dev)
 
 
-def evaluate(run: str | Path, data: str | None = None, tta: str | None = None) -> dict:
-    """Accuracy of a run's best checkpoint: on its own test split, or on all of another data spec."""
-    loaded = load_run(run)
-    if data:
-        ds = load_source(data)
-        images, labels = ds.images, ds.labels
-        if ds.classes != loaded.classes:
-            index = {c: i for i, c in enumerate(loaded.classes)}
-            missing = [c for c in ds.classes if c not in index]
-            if missing:
-                raise DeepRecipeError(f"{data} has classes the run never saw: {', '.join(missing[:5])}",
-                                      "evaluate on data with the run's classes")
-            labels = torch.tensor([index[ds.classes[i]] for i in labels.tolist()])
-        where = data
-    else:
+def _evaluation_images(loaded: LoadedRun, data: str | None) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """The images a run is evaluated on: its own test split, or all of another data spec (labels mapped)."""
+    if not data:
         prepared = prepare_data(loaded.cfg)
         images, labels = prepared.part("test" if len(prepared.splits["test"]) else "val")
         images = images if isinstance(images, torch.Tensor) else images.decode_all()  # a streamed folder
-        where = f"{loaded.cfg.data.spec} (the run's test split)"
-    logits = loaded.logits(images)
-    out = {"data": where, "n": int(labels.numel()), "acc": topk_correct(logits, labels, 1) / max(1, labels.numel()),
+        return images, labels, f"{loaded.cfg.data.spec} (the run's test split)"
+    ds = load_source(data)
+    images, labels = ds.images, ds.labels
+    if ds.classes != loaded.classes:
+        index = {c: i for i, c in enumerate(loaded.classes)}
+        missing = [c for c in ds.classes if c not in index]
+        if missing:
+            raise DeepRecipeError(f"{data} has classes the run never saw: {', '.join(missing[:5])}",
+                                  "evaluate on data with the run's classes")
+        labels = torch.tensor([index[ds.classes[i]] for i in labels.tolist()])
+    return images, labels, data
+
+
+def _scores(logits: torch.Tensor, labels: torch.Tensor) -> dict:
+    out = {"n": int(labels.numel()), "acc": topk_correct(logits, labels, 1) / max(1, labels.numel()),
            "loss": float(torch.nn.functional.cross_entropy(logits, labels).item())}
     if logits.shape[1] > 5:
         out["top5"] = topk_correct(logits, labels, 5) / max(1, labels.numel())
+    return out
+
+
+def evaluate(run: str | Path, data: str | None = None, tta: str | None = None) -> dict:
+    """Accuracy of a run's best checkpoint: on its own test split, or on all of another data spec."""
+    loaded = load_run(run)
+    images, labels, where = _evaluation_images(loaded, data)
+    out = {"data": where, **_scores(loaded.logits(images), labels)}
     if tta:
         from .augment import tta_logits
         t_logits = tta_logits(loaded, images, tta)
         out["tta"] = tta
         out["tta_acc"] = topk_correct(t_logits, labels, 1) / max(1, labels.numel())
     return out
+
+
+def evaluate_ensemble(runs: list[str | Path], data: str | None = None) -> dict:
+    """Several runs as one ensemble (softmax probabilities averaged), reported beside each member."""
+    members, probs, labels, where = [], [], None, None
+    for run in runs:
+        loaded = load_run(run)
+        images, y, w = _evaluation_images(loaded, data)
+        if labels is not None and (loaded.classes != classes or not torch.equal(y, labels)):
+            raise DeepRecipeError(f"run {run} is evaluated on other images or classes than {runs[0]}",
+                                  "ensemble runs trained on the same data and split, or pass --data")
+        labels, classes, where = y, loaded.classes, w
+        logits = loaded.logits(images)
+        members.append({"run": str(run), **_scores(logits, labels)})
+        probs.append(torch.softmax(logits, 1))
+    mean_probs = torch.stack(probs).mean(0)
+    ensemble = _scores(mean_probs.clamp_min(1e-12).log(), labels)  # log of averaged probabilities
+    return {"data": where, "ensemble": ensemble, "members": members}
 
 
 def predict(run: str | Path, inputs: list[str], top: int = 1) -> list[dict]:

@@ -82,15 +82,20 @@ def cmd_train(args) -> int:
 
 
 def _setup_evaluate(p):
-    p.add_argument("run")
+    p.add_argument("run", nargs="+", help="one run, or several to evaluate as an ensemble (averaged probabilities)")
     p.add_argument("--data", help="evaluate on all of this data spec instead of the run's test split")
     p.add_argument("--tta", help="test-time augmentation: flip, 5crop, 10crop, multiscale")
 
 
 @command("evaluate", "test accuracy of a trained run (JSON on stdout)", _setup_evaluate)
 def cmd_evaluate(args) -> int:
-    from .api import evaluate
-    result = evaluate(args.run, data=args.data, tta=args.tta)
+    from .api import evaluate, evaluate_ensemble
+    if len(args.run) > 1:
+        if args.tta:
+            raise DeepRecipeError("--tta works with one run at a time", "drop --tta, or evaluate each run alone")
+        result = evaluate_ensemble(args.run, data=args.data)
+    else:
+        result = evaluate(args.run[0], data=args.data, tta=args.tta)
     print(json.dumps(result))
     return 0
 

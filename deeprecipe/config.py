@@ -100,7 +100,8 @@ class RegularizeConfig(_Section):
     monitor: Literal["val_loss", "val_acc"] = "val_loss"
     patience: int = Field(5, ge=1)
     min_delta: float = Field(0.0, ge=0.0)
-    ema: float | None = Field(None, gt=0.0, lt=1.0)
+    restore_best: bool = Field(True, description="at the end, load the best epoch's weights into the model")
+    ema: float | None = Field(None, gt=0.0, lt=1.0, description="EMA decay of the weights, e.g. 0.999")
 
 
 class TrainConfig(_Section):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from ..errors import DeepRecipeError
+
 
 def _warmup(step: int, warmup_steps: int) -> float:
     return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
@@ -45,7 +47,7 @@ def lr_factor(step: int, total_steps: int, steps_per_epoch: int, cfg) -> float:
     elif name == "exponential":
         f = cfg.gamma ** epoch
     else:
-        raise ValueError(f"unknown schedule {name}")
+        raise DeepRecipeError(f"unknown schedule {name!r}", "use constant, cosine, step, multistep, exponential, onecycle or plateau")
     return w * f
 
 
@@ -74,3 +76,32 @@ class Plateau:
 
     def load_state_dict(self, s: dict) -> None:
         self.best, self.bad_epochs, self.factor = s["best"], s["bad_epochs"], s["factor"]
+
+
+def schedule_curve(cfg, total_steps: int, steps_per_epoch: int, base_lr: float = 1.0) -> list[float]:
+    """The lr at every step of a run (reduce-on-plateau excluded: it depends on validation results)."""
+    return [base_lr * lr_factor(s, total_steps, steps_per_epoch, cfg) for s in range(total_steps)]
+
+
+def plot_schedule(cfg, total_steps: int, steps_per_epoch: int, path, base_lr: float = 1.0) -> None:
+    """A PNG of the schedule's learning rate against the step, with epoch boundaries marked."""
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..utils import atomic_write_bytes
+
+    lrs = schedule_curve(cfg, total_steps, steps_per_epoch, base_lr)
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(range(total_steps), lrs, lw=1.5)
+    for e in range(steps_per_epoch, total_steps, steps_per_epoch):
+        ax.axvline(e, color="0.85", lw=0.5, zorder=0)
+    warm = f", warmup {cfg.warmup_epochs:g} epochs" if cfg.warmup_epochs else ""
+    ax.set(xlabel="step", ylabel="learning rate", title=f"schedule {cfg.name}{warm}")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

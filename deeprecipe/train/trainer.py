@@ -7,28 +7,44 @@ Hooks are plain callables in `trainer.hooks[name]`, called in order:
 from __future__ import annotations
 
 import contextlib
+import copy
+import json
 import math
+import random
 import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..errors import DeepRecipeError
 from ..progress import is_interactive
-from ..utils import append_jsonl, atomic_write_text, note
+from ..utils import append_jsonl, atomic_write_text, note, read_jsonl
 from .checkpoint import load_checkpoint, save_checkpoint
+from .ema import build_ema
 from .losses import classification_loss
 from .metrics import topk_correct
 from .optim import build_optimizer
+from .regularize import apply_max_norm, clip_gradients, loss_penalty
 from .schedule import Plateau, lr_factor
+
+MAX_ROLLBACKS = 5  # nan_policy=rollback gives up after this many halvings of the lr
 
 
 class TrainingInterrupted(Exception):
     """Raised after Ctrl-C once a checkpoint has been saved."""
+
+
+class NonFiniteLoss(Exception):
+    """A step produced a NaN/inf loss; the loop decides whether to stop or roll back."""
+
+    def __init__(self, value: float, epoch: int, step: int, lr: float):
+        super().__init__(f"loss is {value} at epoch {epoch}, step {step} (lr {lr:.3g})")
+        self.value, self.epoch, self.step, self.lr = value, epoch, step, lr
 
 
 @dataclass
@@ -40,6 +56,8 @@ class TrainState:
     bad_epochs: int = 0            # early stopping
     history: list[dict] = field(default_factory=list)
     stopped_early: bool = False
+    lr_scale: float = 1.0          # halved by each NaN rollback
+    rollbacks: int = 0
 
     def to_dict(self) -> dict:
         return dict(vars(self))
@@ -65,6 +83,10 @@ class Trainer:
         self.meta = meta
         self.precision = precision
         self.optimizer = build_optimizer(model, cfg.optim, lr_scale)
+        # torch.compile wraps the forward only; self.model keeps the plain module for state_dict and hooks.
+        self.forward_model = torch.compile(model) if cfg.train.compile else model
+        self.ema = build_ema(model, cfg.regularize.ema)
+        self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
         self.state = TrainState()
         reg = cfg.regularize
         self.plateau = Plateau(cfg.schedule.gamma, cfg.schedule.patience) if cfg.schedule.name == "plateau" else None
@@ -72,84 +94,80 @@ class Trainer:
         self.hooks: dict[str, list[Callable]] = {"on_fit_start": [], "on_epoch_end": [], "on_fit_end": []}
         self.show_progress = show_progress
         self._interrupted = False
+        self._snapshot: dict | None = None        # full state at the start of the current epoch
+        self._best_weights: dict | None = None    # weights of the best epoch so far (EMA ones when EMA is on)
         self.steps_per_epoch = max(1, len(train_loader))
         self.total_steps = self.steps_per_epoch * cfg.train.epochs
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are evaluated and saved as best.pt: the EMA average when regularize.ema is set."""
+        return self.ema.module if self.ema is not None else self.model
 
     # ----------------------------------------------------------------------------- loss & step
     def compute_loss(self, x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return classification_loss(logits, y, self.cfg.regularize.label_smoothing)
 
     def penalties(self) -> torch.Tensor | float:
-        reg = self.cfg.regularize
-        if not (reg.l1 or reg.l2):
-            return 0.0
-        total = 0.0
-        for p in self.model.parameters():
-            if p.requires_grad and p.ndim > 1:  # weights only, like weight decay
-                if reg.l1:
-                    total = total + reg.l1 * p.abs().sum()
-                if reg.l2:
-                    total = total + 0.5 * reg.l2 * p.pow(2).sum()
-        return total
+        return loss_penalty(self.model, self.cfg.regularize.l1, self.cfg.regularize.l2)
 
     def set_lr(self) -> float:
         f = lr_factor(self.state.step, self.total_steps, self.steps_per_epoch, self.cfg.schedule)
         if self.plateau is not None:
             f *= self.plateau.factor
+        f *= self.state.lr_scale
         for g in self.optimizer.param_groups:
             g["lr"] = g["base_lr"] * f
         return self.cfg.optim.lr * f
 
     def after_step_constraints(self) -> None:
-        """Max-norm: rescale each unit's incoming weight vector to norm ≤ c (Srivastava et al. 2014)."""
-        c = self.cfg.regularize.max_norm
-        if not c:
-            return
-        with torch.no_grad():
-            for m in self.model.modules():
-                if isinstance(m, (nn.Linear, nn.Conv2d)):
-                    w = m.weight
-                    norms = w.view(w.shape[0], -1).norm(dim=1).clamp_min(1e-12)
-                    scale = (c / norms).clamp(max=1.0)
-                    w.mul_(scale.view(-1, *([1] * (w.ndim - 1))))
+        if self.cfg.regularize.max_norm:
+            apply_max_norm(self.model, self.cfg.regularize.max_norm)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
         reg = self.cfg.regularize
         lr = self.set_lr()
         with autocast_context(self.device, self.precision):
-            logits = self.model(x)
+            logits = self.forward_model(x)
         loss = self.compute_loss(x, logits, y) + self.penalties()
-        if not torch.isfinite(loss):
-            raise DeepRecipeError(
-                f"training diverged: loss is {loss.item()} at epoch {self.state.epoch + 1}, step {self.state.step} (lr {lr:.3g})",
-                "lower optim.lr, set regularize.clip_norm=1, or set train.nan_policy=rollback; the last good checkpoint is kept")
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise NonFiniteLoss(loss_value, self.state.epoch + 1, self.state.step, lr)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if reg.clip_norm:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), reg.clip_norm)
-        if reg.clip_value:
-            torch.nn.utils.clip_grad_value_(self.model.parameters(), reg.clip_value)
-        self.optimizer.step()
+        if self.scaler is not None:  # fp16: scale the loss, unscale before clipping
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            clip_gradients(self.model.parameters(), reg.clip_norm, reg.clip_value)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            clip_gradients(self.model.parameters(), reg.clip_norm, reg.clip_value)
+            self.optimizer.step()
         self.after_step_constraints()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         self.state.step += 1
         hard = y if y.ndim == 1 else y.argmax(1)
         correct = int((logits.argmax(1) == hard).sum())
         if self.run_dir and self.state.step % self.cfg.log.steps_every == 0:
-            append_jsonl(self.run_dir / "steps.jsonl", {"step": self.state.step, "loss": loss.item(), "lr": lr})
-        return loss.item() * x.shape[0], correct
+            append_jsonl(self.run_dir / "steps.jsonl", {"step": self.state.step, "loss": loss_value, "lr": lr})
+        return loss_value * x.shape[0], correct
 
     # ----------------------------------------------------------------------------- evaluation
     @torch.no_grad()
-    def predict(self, loader, precision: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and labels over a loader, in eval mode (in `precision`, default the training one)."""
-        was_training = self.model.training
-        self.model.eval()
+    def predict(self, loader, model: nn.Module | None = None, precision: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and labels over a loader, in eval mode (the EMA weights when EMA is on), in `precision`
+        (default: the training precision)."""
+        model = model if model is not None else self.eval_model
+        was_training = model.training
+        model.eval()
         outs, labels = [], []
         for x, y in loader:
             with autocast_context(self.device, precision or self.precision):
-                outs.append(self.model(x).float())
+                outs.append(model(x).float())
             labels.append(y)
-        self.model.train(was_training)
+        model.train(was_training)
         if not outs:
             return torch.empty(0, 0), torch.empty(0, dtype=torch.long)
         return torch.cat(outs).cpu(), torch.cat(labels).cpu()
@@ -166,35 +184,54 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- checkpoints
     def checkpoint_payload(self, full: bool) -> dict[str, Any]:
+        """best.pt (full=False): the evaluated weights. last.pt (full=True): everything resume needs."""
+        if not full:
+            return {"model": self.eval_model.state_dict(), **self.meta}
         payload = {"model": self.model.state_dict(), **self.meta}
-        if full:
-            payload.update(
-                optimizer=self.optimizer.state_dict(), state=self.state.to_dict(),
-                rng={"torch": torch.get_rng_state(),
-                     **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {})},
-                plateau=self.plateau.state_dict() if self.plateau else None,
-            )
+        payload.update(
+            optimizer=self.optimizer.state_dict(), state=self.state.to_dict(), rng=_rng_state(),
+            plateau=self.plateau.state_dict() if self.plateau else None,
+            ema=self.ema.state_dict() if self.ema is not None else None,
+            scaler=self.scaler.state_dict() if self.scaler is not None else None,
+        )
         return payload
 
     def save(self, name: str, full: bool = True) -> None:
         if self.run_dir:
             save_checkpoint(self.run_dir / "checkpoints" / name, self.checkpoint_payload(full))
 
+    def load_payload(self, ckpt: dict[str, Any]) -> None:
+        """Restore a full payload (from last.pt or the in-memory epoch snapshot)."""
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])  # restores base_lr in each group too
+        self.state = TrainState(**copy.deepcopy(ckpt["state"]))
+        _set_rng_state(ckpt["rng"])
+        if self.plateau is not None and ckpt.get("plateau"):
+            self.plateau.load_state_dict(ckpt["plateau"])
+        if self.ema is not None and ckpt.get("ema"):
+            self.ema.load_state_dict(ckpt["ema"])
+        if self.scaler is not None and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+
     def resume_from(self, path: str | Path) -> None:
         ckpt = load_checkpoint(path, map_location=self.device)
         if "optimizer" not in ckpt or "state" not in ckpt:
             raise DeepRecipeError(f"{path} holds weights only and cannot be resumed", "resume from checkpoints/last.pt")
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])  # restores base_lr in each group too
-        self.state = TrainState(**ckpt["state"])
-        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
-        if "cuda" in ckpt["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng"]["cuda"]])
-        if self.plateau is not None and ckpt.get("plateau"):
-            self.plateau.load_state_dict(ckpt["plateau"])
-        if self.run_dir:  # metrics.jsonl must agree with the checkpoint: drop rows of unfinished epochs
-            rows = "".join(_json_line(r) for r in self.state.history)
-            atomic_write_text(self.run_dir / "metrics.jsonl", rows)
+        self.load_payload(ckpt)
+        if self.run_dir:
+            best = self.run_dir / "checkpoints" / "best.pt"
+            if best.is_file() and self.state.best_epoch:
+                self._best_weights = load_checkpoint(best, map_location=self.device)["model"]
+            # the logs must agree with the checkpoint: drop rows written after it (an unfinished epoch)
+            atomic_write_text(self.run_dir / "metrics.jsonl", "".join(_json_line(r) for r in self.state.history))
+            self._trim_step_log()
+
+    def _trim_step_log(self) -> None:
+        """Drop steps.jsonl rows past the restored step, so a replayed stretch is not logged twice."""
+        steps_file = self.run_dir / "steps.jsonl" if self.run_dir else None
+        if steps_file is not None and steps_file.is_file():
+            kept = [r for r in read_jsonl(steps_file) if r.get("step", 0) <= self.state.step]
+            atomic_write_text(steps_file, "".join(_json_line(r) for r in kept))
 
     # ----------------------------------------------------------------------------- the loop
     def _improved(self, value: float) -> bool:
@@ -216,22 +253,54 @@ class Trainer:
             signal.signal(signal.SIGINT, self._on_sigint)
         except ValueError:  # not the main thread
             previous = None
+        completed = True
         try:
             while self.state.epoch < cfg.train.epochs and not self.state.stopped_early:
-                self._run_epoch()
+                completed = self._run_epoch_guarded()
                 if self._interrupted:
                     break
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
         if self._interrupted:
-            self.save("last.pt")
+            # an unfinished epoch is replayed on resume, so the checkpoint is the state at its start
+            if self.run_dir:
+                save_checkpoint(self.run_dir / "checkpoints" / "last.pt",
+                                self.checkpoint_payload(True) if completed else self._snapshot)
             raise TrainingInterrupted(f"interrupted after epoch {self.state.epoch}; checkpoint saved")
+        if cfg.regularize.restore_best and self._best_weights is not None:
+            self.model.load_state_dict(self._best_weights)
+            if self.ema is not None:
+                self.ema.module.load_state_dict(self._best_weights)
         for h in self.hooks["on_fit_end"]:
             h(self)
         return self.state
 
-    def _run_epoch(self) -> None:
+    def _run_epoch_guarded(self) -> bool:
+        """One epoch under the NaN/inf guard: stop (keeping the last good checkpoint) or roll back."""
+        self._snapshot = copy.deepcopy(self.checkpoint_payload(True))
+        try:
+            return self._run_epoch()
+        except NonFiniteLoss as err:
+            policy = self.cfg.train.nan_policy
+            if policy == "rollback" and self.state.rollbacks < MAX_ROLLBACKS:
+                rollbacks, scale = self.state.rollbacks + 1, self.state.lr_scale * 0.5
+                self.load_payload(self._snapshot)
+                self.state.rollbacks, self.state.lr_scale = rollbacks, scale
+                self._trim_step_log()
+                note(f"non-finite loss ({err}); rolled back to the start of epoch {self.state.epoch + 1} "
+                     f"and halved the learning rate (now ×{scale:g})")
+                return False
+            kept = ""
+            if self.run_dir:  # the state at the start of this epoch is the last good one
+                save_checkpoint(self.run_dir / "checkpoints" / "last.pt", self._snapshot)
+                kept = f"; the last good state (end of epoch {self._snapshot['state']['epoch']}) is in checkpoints/last.pt"
+            tried = f" after {self.state.rollbacks} rollbacks" if policy == "rollback" else ""
+            raise DeepRecipeError(f"training diverged{tried}: {err}{kept}",
+                                  "lower optim.lr, set regularize.clip_norm=1, or set train.nan_policy=rollback") from None
+
+    def _run_epoch(self) -> bool:
+        """Train one epoch, evaluate, checkpoint, log. False when Ctrl-C cut it short."""
         cfg = self.cfg
         epoch = self.state.epoch
         self.train_loader.set_epoch(epoch)
@@ -239,17 +308,17 @@ class Trainer:
         t0 = time.perf_counter()
         total_loss, total_correct, seen = 0.0, 0, 0
         bar = _EpochBar(len(self.train_loader), f"epoch {epoch + 1}/{cfg.train.epochs}", self.show_progress)
-        for x, y in self.train_loader:
-            loss_sum, correct = self.train_step(x, y)
-            total_loss += loss_sum
-            total_correct += correct
-            seen += x.shape[0]
-            bar.advance(total_loss / seen)
-            if self._interrupted:
-                break
-        bar.close()
-        if self._interrupted:
-            return  # the epoch is incomplete: resume replays it from the last checkpoint
+        try:
+            for x, y in self.train_loader:
+                loss_sum, correct = self.train_step(x, y)
+                total_loss += loss_sum
+                total_correct += correct
+                seen += x.shape[0]
+                bar.advance(total_loss / seen)
+                if self._interrupted:
+                    return False  # the epoch is incomplete: resume replays it from its start
+        finally:
+            bar.close()
         train_seconds = time.perf_counter() - t0
         row = {"epoch": epoch + 1, "train_loss": total_loss / max(1, seen), "train_acc": total_correct / max(1, seen)}
         val = self.evaluate(self.val_loader) if self.val_loader is not None else {}
@@ -265,6 +334,7 @@ class Trainer:
         improved = self._improved(monitor)
         if improved:
             self.state.best_value, self.state.best_epoch, self.state.bad_epochs = monitor, epoch + 1, 0
+            self._best_weights = copy.deepcopy(self.eval_model.state_dict())
             self.save("best.pt", full=False)
         else:
             self.state.bad_epochs += 1
@@ -281,10 +351,35 @@ class Trainer:
                  f"best epoch {self.state.best_epoch}")
         for h in self.hooks["on_epoch_end"]:
             h(self, row)
+        return True
+
+
+def _rng_state() -> dict[str, Any]:
+    """Every generator a step can draw from, in forms that load under weights_only=True."""
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}),
+            "python": _tuples_to_lists(random.getstate()),
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]]}
+
+
+def _set_rng_state(rng: dict[str, Any]) -> None:
+    torch.set_rng_state(rng["torch"].cpu())
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+    if "python" in rng:
+        version, internal, gauss = rng["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if "numpy" in rng:
+        name, keys, pos, has_gauss, cached = rng["numpy"]
+        np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
+
+
+def _tuples_to_lists(obj):
+    return [_tuples_to_lists(o) for o in obj] if isinstance(obj, (tuple, list)) else obj
 
 
 def _json_line(row: dict) -> str:
-    import json
     return json.dumps(row) + "\n"
 
 
