@@ -49,8 +49,11 @@ def _export_onnx(model: torch.nn.Module, x: torch.Tensor, path: Path) -> None:
         import onnx  # noqa: F401  (the exporter needs it)
     except ImportError:
         raise DeepRecipeError("ONNX export needs the onnx package", "pip install 'deeprecipe[onnx]'") from None
-    torch.onnx.export(model, (x,), str(path), input_names=["images"], output_names=["logits"],
-                      dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    # The TorchScript-based exporter: the torch.export one needs onnxscript, another dependency.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (x,), str(path), input_names=["images"], output_names=["logits"],
+                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
 
 
 def _run_onnx(path: Path, x: torch.Tensor) -> np.ndarray | None:

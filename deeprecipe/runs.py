@@ -70,16 +70,16 @@ def runs_table(rows: list[dict[str, Any]], title: str = "runs"):
     for key, (heading, _) in COLUMNS.items():
         table.add_column(heading, justify="left" if key in ("name", "model", "data") else "right")
     for r in rows:
-        table.add_row(*(_cell(r[k]) for k in COLUMNS))
+        table.add_row(*(_cell(k, r[k]) for k in COLUMNS))
     return table
 
 
-def _cell(v) -> str:
+def _cell(key: str, v) -> str:
     if v is None:
         return "–"
-    if isinstance(v, float):
-        return f"{v:.4f}" if v <= 1 else f"{v:.1f}"
-    return str(v)
+    if key == "seconds":
+        return f"{v:.1f}"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
 # ------------------------------------------------------------------------------------------ compare
