@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def figure_png(fig) -> bytes:
@@ -35,6 +36,7 @@ def curves_png(runs: dict[str, list[dict]]) -> bytes:
             if val:
                 ax.plot(*zip(*val), "--s", ms=3, color=colour, label=f"{label}val")
     for ax, title in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.grid(alpha=0.3)
@@ -63,7 +65,7 @@ def confusion_png(matrix: Sequence[Sequence[int]], classes: Sequence[str]) -> by
     cm = np.asarray(matrix, dtype=float)
     n = len(classes)
     rates = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    size = min(12, max(4, 0.5 * n + 2))
+    size = min(12, max(4, 0.45 * n + 1.5))
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), list(classes), rotation=90 if n > 10 else 0)

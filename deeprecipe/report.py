@@ -191,7 +191,7 @@ SECTIONS: list[tuple[str, str, Callable[[RunFiles], str]]] = [
     ("curves", "Loss and accuracy", section_curves),
     ("lr", "Learning rate", section_lr),
     ("confusion", "Confusion matrix", section_confusion),
-    ("per-class", "Per-class precision, recall, F1", section_per_class),
+    ("per-class", "Per-class precision, recall, F1", section_per_class),  # beside the matrix on wide screens
     ("misclassified", "Most confident mistakes", section_misclassified),
     ("augment", "Augmentation preview", section_augment),
     ("diagnosis", "Diagnosis", section_diagnosis),
@@ -209,6 +209,7 @@ h1{margin-bottom:4px} h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-
 img{max-width:100%} table{border-collapse:collapse} th,td{border:1px solid #ddd;padding:3px 10px;text-align:right}
 th:first-child,td:first-child{text-align:left} pre{background:#f6f6f6;padding:10px;overflow:auto;font-size:12px}
 .verdict{font-size:18px;font-weight:600} .error{color:#b00}
+.pair{display:flex;flex-wrap:wrap;gap:28px;align-items:flex-start} .pair>section{flex:1 1 420px}
 """
 
 
@@ -223,7 +224,9 @@ def render_section(run: RunFiles, key: str, title: str, build: Callable[[RunFile
 def build_report(run_dir: str | Path) -> Path:
     """Write RUN/report.html and return its path."""
     run = RunFiles(run_dir)
-    body = "".join(render_section(run, key, title, build) for key, title, build in SECTIONS)
+    rendered = {key: render_section(run, key, title, build) for key, title, build in SECTIONS}
+    rendered["confusion"] = f'<div class="pair">{rendered["confusion"]}{rendered.pop("per-class")}</div>'
+    body = "".join(rendered.values())
     name = html.escape(run.dir.resolve().name)
     page = (f'<!doctype html><html><head><meta charset="utf-8"><title>deeprecipe report – {name}</title>'
             f"<style>{STYLE}</style></head><body><h1>deeprecipe report</h1>"
