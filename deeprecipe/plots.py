@@ -99,7 +99,7 @@ def image_grid_png(images: np.ndarray, titles: Sequence[str] | None = None, cols
         else:
             ax.imshow(np.transpose(img[:3], (1, 2, 0)))
         if titles is not None:
-            ax.set_title(titles[k], fontsize=7, color=title_colours[k] if title_colours else "black")
+            ax.set_title(titles[k], fontsize=8, color=title_colours[k] if title_colours else "black")
     if suptitle:
         fig.suptitle(suptitle)
     return figure_png(fig)

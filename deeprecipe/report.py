@@ -154,9 +154,10 @@ def section_augment(run: RunFiles) -> str:
     pipeline = build_pipeline(cfg.data.augment, len(data.classes))
     if pipeline is None:
         return "<p>No training augmentation (data.augment is empty).</p>"
-    originals, labels = data.part("train")
-    originals, labels = originals[:AUGMENT_SHOWN], labels[:AUGMENT_SHOWN]
+    images, labels = data.part("train")
     g = torch.Generator().manual_seed(cfg.train.seed)
+    pick = torch.randperm(len(labels), generator=g)[:AUGMENT_SHOWN]  # a mix of classes, not the first few
+    originals, labels = images[pick], labels[pick]
     rows = [originals]
     for _ in range(AUGMENT_ROUNDS):
         x, _y = pipeline(originals.float().div(255.0), labels, g)
@@ -164,7 +165,7 @@ def section_augment(run: RunFiles) -> str:
     grid = torch.cat(rows).numpy()
     titles = ["original"] * len(originals) + ["augmented"] * (len(grid) - len(originals))
     png = plots.image_grid_png(grid, titles, cols=len(originals))
-    return (f"<p>Pipeline <code>{html.escape(', '.join(cfg.data.augment))}</code>: first row the training images, "
+    return (f"<p>Pipeline <code>{html.escape(', '.join(cfg.data.augment))}</code>: first row random training images, "
             f"then {AUGMENT_ROUNDS} random draws of the augmentation.</p>" + _img(png, "augmentation preview"))
 
 

@@ -68,7 +68,7 @@ def runs_table(rows: list[dict[str, Any]], title: str = "runs"):
     from rich.table import Table
     table = Table(title=title)
     for key, (heading, _) in COLUMNS.items():
-        table.add_column(heading, justify="left" if key in ("name", "model", "data") else "right")
+        table.add_column(heading, justify="left" if key in ("name", "model", "data") else "right", overflow="fold")
     for r in rows:
         table.add_row(*(_cell(k, r[k]) for k in COLUMNS))
     return table
