@@ -182,35 +182,29 @@ def cmd_report(args) -> int:
 def _setup_runs(p):
     p.add_argument("targets", nargs="*", metavar="FOLDER | compare RUN RUN ...",
                    help="a folder of runs (default runs/), or `compare` and two or more run folders")
-    p.add_argument("--sort", default="test_acc", help="column to sort by: name, model, data, epochs, best_val, "
-                                                      "test_acc, seconds (best first)")
+    p.add_argument("--sort", help="column to sort by (best first): name, model, data, epochs, best_val, "
+                                  "test_acc (default), seconds")
     p.add_argument("--out", help="for compare: where to write the overlaid curves PNG")
 
 
 @command("runs", "table of runs in a folder; `runs compare RUN RUN ...` overlays curves", _setup_runs)
 def cmd_runs(args) -> int:
     from rich.console import Console
-    from .runs import compare_runs, list_runs, runs_table
+    from .runs import compare_runs, differences_table, list_runs, runs_table
     console = Console()
     if args.targets[:1] == ["compare"]:
+        if args.sort:
+            raise DeepRecipeError("--sort applies to the runs table, not to compare", "drop --sort")
         result = compare_runs(args.targets[1:], out=args.out)
         console.print(runs_table(result["runs"], title="compared runs"))
-        if result["differences"]:
-            from rich.table import Table
-            diff = Table(title="config differences")
-            diff.add_column("key")
-            for name in result["names"]:
-                diff.add_column(name)
-            for key, values in result["differences"].items():
-                diff.add_row(key, *(str(v) for v in values))
-            console.print(diff)
-        else:
-            console.print("configs are identical")
+        console.print(differences_table(result) if result["differences"] else "configs are identical")
         console.print(f"curves: {result['png']}")
         return 0
     if len(args.targets) > 1:
         raise DeepRecipeError(f"runs takes one folder, got {len(args.targets)}", "to compare runs: deeprecipe runs compare RUN RUN")
-    rows = list_runs(args.targets[0] if args.targets else "runs", sort=args.sort)
+    if args.out:
+        raise DeepRecipeError("--out applies to `runs compare`", "drop --out, or use deeprecipe runs compare RUN RUN --out FILE")
+    rows = list_runs(args.targets[0] if args.targets else "runs", sort=args.sort or "test_acc")
     console.print(runs_table(rows))
     return 0
 

@@ -74,6 +74,18 @@ def runs_table(rows: list[dict[str, Any]], title: str = "runs"):
     return table
 
 
+def differences_table(result: dict[str, Any]):
+    """A rich Table of compare_runs' config differences: one row per key, one column per run."""
+    from rich.table import Table
+    table = Table(title="config differences")
+    table.add_column("key")
+    for name in result["names"]:
+        table.add_column(name, overflow="fold")
+    for key, values in result["differences"].items():
+        table.add_row(key, *(str(v) for v in values))
+    return table
+
+
 def _cell(key: str, v) -> str:
     if v is None:
         return "–"

@@ -110,7 +110,7 @@ def test_report_command_rebuilds_and_diagnosis_is_shown(three_runs, tmp_path):
     import shutil
     run = tmp_path / "copy"
     shutil.copytree(three_runs[1], run)
-    (run / "report.html").unlink()
+    (run / "report.html").unlink(missing_ok=True)
     summary = json.loads((run / "summary.json").read_text())
     summary["diagnosis"] = {"verdict": "underfitting", "evidence": ["train accuracy 0.41 after 2 epochs"],
                             "advice": ["train longer"]}
@@ -148,6 +148,7 @@ def test_runs_table_sorts_and_lists_every_run(three_runs, capsys):
     out = capsys.readouterr().out
     assert all(name in out for name in ("a", "b", "c")) and "test acc" in out
     assert main(["runs", str(folder), "--sort", "nonsense"]) == 2
+    assert main(["runs", str(folder), "--out", "ignored.png"]) == 2  # no silently ignored options
 
 
 def test_compare_overlays_curves_and_lists_differences(three_runs, tmp_path, capsys):
