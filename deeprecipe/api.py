@@ -246,15 +246,15 @@ def finish_run(trainer: Trainer, session: Session, run_dir: Path, train_seconds:
     write_json(run_dir / "summary.json", summary)
     np.savez_compressed(run_dir / "test_predictions.npz", probs=probs.astype(np.float32), labels=labels.numpy(),
                         indices=session.data.splits[part])
-    write_report_safely(run_dir)
+    write_report_safely(run_dir, session.data)
     return summary
 
 
-def write_report_safely(run_dir: Path) -> None:
+def write_report_safely(run_dir: Path, data: PreparedData | None = None) -> None:
     """report.html for the run; a failing report is noted, never allowed to lose the run."""
     try:
         from .report import build_report
-        build_report(run_dir)
+        build_report(run_dir, data)
     except Exception as err:  # the summary and checkpoints are already safe on disk
         note(f"report.html not written ({type(err).__name__}: {err}); rebuild with `deeprecipe report {run_dir}`")
 

@@ -29,7 +29,7 @@ AUGMENT_ROUNDS = 3
 class RunFiles:
     """Lazy access to what a run directory holds."""
 
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path, data=None):
         self.dir = Path(run_dir)
         if not (self.dir / "summary.json").is_file():
             raise DeepRecipeError(f"{self.dir} has no summary.json", "give a run folder written by `deeprecipe train`")
@@ -38,7 +38,7 @@ class RunFiles:
         self.steps = read_jsonl(self.dir / "steps.jsonl")
         config_file = self.dir / "config.yaml"
         self.config_text = config_file.read_text(encoding="utf-8") if config_file.is_file() else ""
-        self._dataset = None
+        self._dataset = data  # the PreparedData of the run, when the caller already holds it
 
     def config(self):
         from .config import resolve_config
@@ -222,9 +222,9 @@ def render_section(run: RunFiles, key: str, title: str, build: Callable[[RunFile
     return f'<section id="{key}"><h2>{html.escape(title)}</h2>{body}</section>'
 
 
-def build_report(run_dir: str | Path) -> Path:
-    """Write RUN/report.html and return its path."""
-    run = RunFiles(run_dir)
+def build_report(run_dir: str | Path, data=None) -> Path:
+    """Write RUN/report.html and return its path. `data` (the run's PreparedData) saves re-reading the data."""
+    run = RunFiles(run_dir, data)
     rendered = {key: render_section(run, key, title, build) for key, title, build in SECTIONS}
     rendered["confusion"] = f'<div class="pair">{rendered["confusion"]}{rendered.pop("per-class")}</div>'
     body = "".join(rendered.values())

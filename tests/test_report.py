@@ -38,7 +38,7 @@ def three_runs(tmp_path_factory, mnist_small_npz):
             overrides.append("log.tensorboard=true")
         with pytest.MonkeyPatch.context() as mp:
             if name != "a":  # one report built by finish_run is enough (and saves time); b's is rebuilt below
-                mp.setattr(api, "write_report_safely", lambda run_dir: None)
+                mp.setattr(api, "write_report_safely", lambda run_dir, data=None: None)
             api.train(overrides=overrides, out=root / name, show_progress=False)
         runs.append(root / name)
     return runs
@@ -128,7 +128,7 @@ def test_report_on_a_folder_without_a_run_is_one_line_error(tmp_path, capsys):
 def test_a_failing_report_does_not_lose_the_run(three_runs, tmp_path, monkeypatch, capsys):
     import deeprecipe.report as report
 
-    def broken(run_dir):
+    def broken(run_dir, data=None):
         raise RuntimeError("plotting exploded")
     monkeypatch.setattr(report, "build_report", broken)
     api.write_report_safely(tmp_path)  # must not raise
