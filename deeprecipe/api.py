@@ -169,8 +169,12 @@ class Session:
         train_loader = self.data.loader("train", cfg, self.device, train=True, channels_last=self.channels_last)
         val_loader = (self.data.loader("val", cfg, self.device, channels_last=self.channels_last)
                       if len(self.data.splits["val"]) else None)
-        return trainer_cls(model, cfg, train_loader, val_loader, run_dir, self.device, run_meta(cfg, self.data),
-                           precision=self.precision, show_progress=show_progress, **kw)
+        trainer = trainer_cls(model, cfg, train_loader, val_loader, run_dir, self.device, run_meta(cfg, self.data),
+                              precision=self.precision, show_progress=show_progress, **kw)
+        if cfg.log.tensorboard:
+            from .tblog import attach_tensorboard
+            attach_tensorboard(trainer)
+        return trainer
 
 
 def _as_config(config: Config | dict | str | Path | None, overrides: list[str] | None = None) -> Config:
@@ -286,7 +290,17 @@ def finish_run(trainer: Trainer, session: Session, run_dir: Path, train_seconds:
     write_json(run_dir / "summary.json", summary)
     np.savez_compressed(run_dir / "test_predictions.npz", probs=probs.astype(np.float32), labels=labels.numpy(),
                         indices=session.data.splits[part])
+    write_report_safely(run_dir, session.data)
     return summary
+
+
+def write_report_safely(run_dir: Path, data: PreparedData | None = None) -> None:
+    """report.html for the run; a failing report is noted, never allowed to lose the run."""
+    try:
+        from .report import build_report
+        build_report(run_dir, data)
+    except Exception as err:  # the summary and checkpoints are already safe on disk
+        note(f"report.html not written ({type(err).__name__}: {err}); rebuild with `deeprecipe report {run_dir}`")
 
 
 def diagnose_history(history: list[dict]) -> dict | None:

@@ -217,6 +217,59 @@ def cmd_models(args) -> int:
 
 
 # ==== reports, runs, export (issue 11) ===========================================================
+def _setup_report(p):
+    p.add_argument("run", help="a run folder written by `deeprecipe train`")
+
+
+@command("report", "rebuild RUN/report.html (curves, confusion, mistakes, diagnosis)", _setup_report)
+def cmd_report(args) -> int:
+    from .report import build_report
+    print(build_report(args.run))
+    return 0
+
+
+def _setup_runs(p):
+    p.add_argument("targets", nargs="*", metavar="FOLDER | compare RUN RUN ...",
+                   help="a folder of runs (default runs/), or `compare` and two or more run folders")
+    p.add_argument("--sort", help="column to sort by (best first): name, model, data, epochs, best_val, "
+                                  "test_acc (default), seconds")
+    p.add_argument("--out", help="for compare: where to write the overlaid curves PNG")
+
+
+@command("runs", "table of runs in a folder; `runs compare RUN RUN ...` overlays curves", _setup_runs)
+def cmd_runs(args) -> int:
+    from rich.console import Console
+    from .runs import compare_runs, differences_table, list_runs, runs_table
+    console = Console()
+    if args.targets[:1] == ["compare"]:
+        if args.sort:
+            raise DeepRecipeError("--sort applies to the runs table, not to compare", "drop --sort")
+        result = compare_runs(args.targets[1:], out=args.out)
+        console.print(runs_table(result["runs"], title="compared runs"))
+        console.print(differences_table(result) if result["differences"] else "configs are identical")
+        console.print(f"curves: {result['png']}")
+        return 0
+    if len(args.targets) > 1:
+        raise DeepRecipeError(f"runs takes one folder, got {len(args.targets)}", "to compare runs: deeprecipe runs compare RUN RUN")
+    if args.out:
+        raise DeepRecipeError("--out applies to `runs compare`", "drop --out, or use deeprecipe runs compare RUN RUN --out FILE")
+    rows = list_runs(args.targets[0] if args.targets else "runs", sort=args.sort or "test_acc")
+    console.print(runs_table(rows))
+    return 0
+
+
+def _setup_export(p):
+    p.add_argument("run")
+    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    p.add_argument("--out", help="output file (default RUN/model.onnx or RUN/model.pt)")
+
+
+@command("export", "export RUN's best model to ONNX or TorchScript, with a parity check", _setup_export)
+def cmd_export(args) -> int:
+    from .export import describe, export_run
+    print(describe(export_run(args.run, args.format, args.out)))
+    return 0
+
 
 
 # ==== labelling help: audit, project, explain (issue 13) =========================================
