@@ -66,6 +66,11 @@ def one_repeat(i: int, args, flops: dict, peaks: dict) -> dict:
     order = ["reference", "deeprecipe"] if i % 2 == 0 else ["deeprecipe", "reference"]
     raw = {name: run_pipeline(name, args.epochs, args.limit, args.deeprecipe_set if name == "deeprecipe" else [])
            for name in order}
+    return compare(raw, order, flops, peaks)
+
+
+def compare(raw: dict, order: list[str], flops: dict, peaks: dict) -> dict:
+    """One repeat's table row set: each side scored against the same target, and their ratios."""
     target = min(raw["reference"]["test_acc"], TARGET_CAP)
     scored = {name: score(r, target, flops["train"], peaks["bf16" if r["precision"] == "bf16" else "fp32"])
               for name, r in raw.items()}
