@@ -1,0 +1,146 @@
+"""The plain-PyTorch reference: the usual tutorial pipeline, written out by hand.
+
+PIL images, torchvision per-image transforms (RandomCrop with padding, ToTensor, Normalize), a
+DataLoader, fp32 NCHW; the same model, optimizer (AdamW, no decay on bias/norm), one-cycle schedule
+(torch.optim.lr_scheduler.OneCycleLR), batch size, epochs and split as `deeprecipe train`'s default.
+Only the data source, the split indices and the model builder come from deeprecipe, so that both
+sides train the same network on the same images.
+
+    python benchmarks/reference.py --epochs 15 --json out.json
+
+Timing: `seconds` counts training plus the per-epoch validation pass (as a tutorial does); the
+per-epoch test evaluation that measures time-to-accuracy is excluded from the clock.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's deeprecipe, not an installed one
+from benchmarks.common import emit, limit_parts  # noqa: E402
+from deeprecipe.data.sources import load_source
+from deeprecipe.data.split import split_indices
+from deeprecipe.models import create_model
+
+
+class DigitImages(Dataset):
+    """A list of PIL images and their labels, transformed one image at a time."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform):
+        self.images = [Image.fromarray(a) for a in images]
+        self.labels = [int(v) for v in labels]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.transform(self.images[i]), self.labels[i]
+
+
+def build_loaders(batch_size: int, workers: int, limit: int | None, seed: int):
+    ds = load_source("builtin:mnist5k")
+    x, y = ds.images[:, 0].numpy(), ds.labels.numpy()
+    parts = split_indices(y, 0.1, 0.2, seed)  # the default split: 3500 / 500 / 1000, stratified
+    parts = limit_parts(parts, limit)
+    train_x = x[parts["train"]].astype(np.float64) / 255.0
+    mean, std = float(train_x.mean()), float(train_x.std())
+    normalize = transforms.Normalize((mean,), (std,))
+    train_tf = transforms.Compose([transforms.RandomCrop(28, padding=2), transforms.ToTensor(), normalize])
+    eval_tf = transforms.Compose([transforms.ToTensor(), normalize])
+    make = lambda part, tf, shuffle, bs: DataLoader(  # noqa: E731
+        DigitImages(x[parts[part]], y[parts[part]], tf), batch_size=bs, shuffle=shuffle, num_workers=workers,
+        persistent_workers=workers > 0)
+    return make("train", train_tf, True, batch_size), make("val", eval_tf, False, 512), make("test", eval_tf, False, 512)
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, loader: DataLoader) -> float:
+    model.eval()
+    correct = total = 0
+    for x, y in loader:
+        correct += int((model(x).argmax(1) == y).sum())
+        total += len(y)
+    model.train()
+    return correct / max(1, total)
+
+
+def train(epochs: int = 15, batch_size: int = 64, lr: float = 5e-3, weight_decay: float = 5e-4, seed: int = 0,
+          workers: int = 0, limit: int | None = None, threads: int | None = None, eval_test_every_epoch: bool = True) -> dict:
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    train_loader, val_loader, test_loader = build_loaders(batch_size, workers, limit, seed)
+    model = create_model("convnet", num_classes=10, in_chans=1)
+    optimizer = build_optimizer(model, lr, weight_decay)
+    # deeprecipe's one-cycle: rise 1/25 → 1 over the first 25% (cosine), fall to 1/(25·1e4); no momentum cycling.
+    total_steps = epochs * len(train_loader)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
+                                                    pct_start=max(0.25, 2.5 / total_steps),  # ≥ 2 rising steps (smoke runs) div_factor=25.0, final_div_factor=1e4,
+                                                    cycle_momentum=False)
+    loss_fn = nn.CrossEntropyLoss()
+    history, clock, data_seconds, step_seconds, seen = [], 0.0, 0.0, 0.0, 0
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        batches = iter(train_loader)
+        while True:
+            t_fetch = time.perf_counter()
+            try:
+                x, y = next(batches)
+            except StopIteration:
+                break
+            t_step = time.perf_counter()
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            t_end = time.perf_counter()
+            data_seconds += t_step - t_fetch
+            step_seconds += t_end - t_fetch
+            seen += len(y)
+        val_acc = accuracy(model, val_loader)
+        clock += time.perf_counter() - t0
+        row = {"epoch": epoch + 1, "seconds": clock, "val_acc": val_acc}
+        if eval_test_every_epoch:
+            row["test_acc"] = accuracy(model, test_loader)  # off the clock
+        history.append(row)
+    return {"pipeline": "reference", "test_acc": accuracy(model, test_loader), "seconds": clock, "history": history,
+            "train_images": seen, "train_images_per_second": seen / max(step_seconds, 1e-9),
+            "data_seconds": data_seconds, "step_seconds": step_seconds, "threads": torch.get_num_threads(),
+            "workers": workers, "precision": "fp32", "channels_last": False}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N images of each split (smoke tests)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default=None, help="write the result here")
+    args = ap.parse_args(argv)
+    result = train(args.epochs, args.batch_size, seed=args.seed, workers=args.workers, limit=args.limit,
+                   threads=args.threads)
+    emit(result, args.json)
+
+
+if __name__ == "__main__":
+    main()

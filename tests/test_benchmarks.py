@@ -1,0 +1,69 @@
+"""The benchmark scripts run end to end on a tiny setting and produce the table's fields.
+
+No timing is asserted here: speed is measured by `python benchmarks/run.py` (docs/performance.md).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIELDS = {"test_acc", "seconds", "seconds_to_target", "images_per_second", "data_share", "achieved_flops",
+          "share_of_peak"}
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=900)  # generous: the machine is shared
+
+
+def test_run_compares_both_pipelines_and_writes_json(tmp_path):
+    proc = _run("benchmarks/run.py", "--epochs", "1", "--limit", "256", "--repeats", "1", "--no-gpu",
+                "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "deeprecipe / reference" in proc.stdout
+    (path,) = tmp_path.glob("cpu-*.json")
+    record = json.loads(path.read_text())
+    (rep,) = record["repeats"]
+    for side in ("reference", "deeprecipe"):
+        assert FIELDS <= set(rep[side]), side
+        assert 0.0 <= rep[side]["test_acc"] <= 1.0
+        assert 0.0 < rep[side]["data_share"] < 1.0
+        assert rep[side]["images_per_second"] > 0
+        assert len(rep["raw"][side]["history"]) == 1  # test accuracy measured after every epoch
+        assert rep["raw"][side]["train_images"] == 256
+    assert rep["deeprecipe"]["precision"] in ("bf16", "fp32") and rep["reference"]["precision"] == "fp32"
+    assert rep["target"] <= 0.98
+    assert set(rep["ratios"]) == {"seconds", "seconds_to_target", "images_per_second"}
+    assert record["flops_per_image"]["train"] > 2 * record["flops_per_image"]["forward"] > 0
+    assert record["cpu"]["fp32_flops"] > 0 and record["cpu"]["bf16_flops"] >= record["cpu"]["fp32_flops"]
+
+
+def test_seconds_to_reach_takes_first_epoch_at_target():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from run import seconds_to_reach
+    history = [{"seconds": 1.0, "test_acc": 0.5}, {"seconds": 2.0, "test_acc": 0.981},
+               {"seconds": 3.0, "test_acc": 0.97}, {"seconds": 4.0, "test_acc": 0.99}]
+    assert seconds_to_reach(history, 0.98) == 2.0
+    assert seconds_to_reach(history, 0.995) is None
+
+
+def test_gpu_benchmark_skips_cleanly_without_a_gpu():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the skip path does not apply")
+    proc = _run("benchmarks/gpu.py")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "skipped" in proc.stdout
+
+
+def test_gpu_benchmark_code_path_on_cpu():
+    proc = _run("benchmarks/gpu.py", "--device", "cpu", "--steps", "1", "--batch", "4", "--images", "16",
+                "--workers", "0", "--json", "-")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert set(result["images_per_second"]) == {"reference", "deeprecipe"}
+    assert result["flops_per_image"]["train"] > 1e8  # ResNet-18 at 32×32 is ~0.56 GFLOP forward
