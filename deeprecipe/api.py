@@ -24,6 +24,7 @@ from .models import create_model
 from .runtime import pick_channels_last, pick_device, pick_precision, seed_everything, set_threads
 from .train.checkpoint import load_checkpoint, resolve_checkpoint
 from .train.metrics import classification_summary, topk_correct
+from .train.distributed import SINGLE, DistContext, broadcast_str, device_for, init_distributed, shutdown
 from .train.trainer import Trainer
 from .utils import note, write_json
 
@@ -144,33 +145,41 @@ class Session:
     device: torch.device
     precision: str
     channels_last: bool
+    dist: DistContext = SINGLE
 
     @classmethod
     def create(cls, cfg: Config, data: PreparedData | None = None) -> "Session":
         set_threads(cfg.train.threads)
         seed_everything(cfg.train.seed, cfg.train.deterministic)
         device = pick_device(cfg.train.device)
+        dist = init_distributed(device.type)  # a no-op unless started by torchrun
+        device = device_for(dist, device)
         data = data or prepare_data(cfg)
         probe = create_model(cfg.model.name, num_classes=len(data.classes), in_chans=data.input_shape[0],
                              input_size=data.input_shape[1], **cfg.model.knobs())
         precision = pick_precision(cfg.train.precision, device)
         if cfg.train.deterministic and cfg.train.precision == "auto":
             precision = "fp32"
-        return cls(cfg, data, device, precision, pick_channels_last(cfg.train.channels_last, is_conv_model(probe)))
+        return cls(cfg, data, device, precision, pick_channels_last(cfg.train.channels_last, is_conv_model(probe)), dist)
 
     def make_trainer(self, run_dir: Path | None, show_progress: bool = True, model: torch.nn.Module | None = None,
                      trainer_cls=Trainer, **kw) -> Trainer:
         cfg = self.cfg
         seed_everything(cfg.train.seed, cfg.train.deterministic)
         model = model or build_model(cfg, len(self.data.classes), self.data.input_shape)
+        if self.dist.enabled and cfg.train.sync_bn:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = model.to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        train_loader = self.data.loader("train", cfg, self.device, train=True, channels_last=self.channels_last)
+        train_loader = self.data.loader("train", cfg, self.device, train=True, channels_last=self.channels_last,
+                                        rank=self.dist.rank, world_size=self.dist.world_size)
         val_loader = (self.data.loader("val", cfg, self.device, channels_last=self.channels_last)
                       if len(self.data.splits["val"]) else None)
-        trainer = trainer_cls(model, cfg, train_loader, val_loader, run_dir, self.device, run_meta(cfg, self.data),
-                              precision=self.precision, show_progress=show_progress, **kw)
+        # Rank 0 alone writes logs and checkpoints; the other ranks train without a run folder.
+        trainer = trainer_cls(model, cfg, train_loader, val_loader, run_dir if self.dist.is_main else None, self.device,
+                              run_meta(cfg, self.data), precision=self.precision,
+                              show_progress=show_progress and self.dist.is_main, dist=self.dist, **kw)
         if cfg.log.tensorboard:
             from .tblog import attach_tensorboard
             attach_tensorboard(trainer)
@@ -203,10 +212,14 @@ def train(config: Config | dict | str | Path | None = None, out: str | Path | No
         if cfg.data.folds >= 2 or cfg.data.repeats >= 2:
             return train_protocol(cfg, out, show_progress)
     session = Session.create(cfg)
+    show_progress = show_progress and session.dist.is_main
     if not resume:
-        run_dir = new_run_dir(cfg, out)
-        from .utils import atomic_write_text
-        atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
+        run_dir = None
+        if session.dist.is_main:
+            run_dir = new_run_dir(cfg, out)
+            from .utils import atomic_write_text
+            atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
+        run_dir = Path(broadcast_str(str(run_dir) if run_dir else None, session.dist))
     trainer = session.make_trainer(run_dir, show_progress=show_progress)
     if resume:
         trainer.resume_from(resolve_checkpoint(run_dir, "last.pt"))
@@ -221,7 +234,14 @@ def train(config: Config | dict | str | Path | None = None, out: str | Path | No
     t0 = time.perf_counter()
     state = trainer.fit()
     train_seconds = sum(r["seconds"] for r in state.history) if state.history else time.perf_counter() - t0
+    if not session.dist.is_main:  # rank 0 evaluates and writes the summary
+        shutdown(session.dist)
+        return {}
     summary = finish_run(trainer, session, run_dir, train_seconds)
+    if session.dist.enabled:
+        summary["world_size"] = session.dist.world_size
+        write_json(run_dir / "summary.json", summary)
+    shutdown(session.dist)
     if show_progress:
         print_summary(summary)
     return summary

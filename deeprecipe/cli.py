@@ -64,21 +64,39 @@ def config_from_args(args):
 def _setup_train(p):
     add_train_options(p)
     p.add_argument("--resume", metavar="RUN", help="continue RUN from checkpoints/last.pt")
+    p.add_argument("--devices", type=int, metavar="N",
+                   help="train on N processes of this machine (torchrun + DDP; N GPUs, or N CPU processes)")
+
+
+def _argv_without_devices(argv: list[str]) -> list[str]:
+    """The same command line for each torchrun worker, minus --devices (each worker is one device)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--devices":
+            skip = True
+        elif not a.startswith("--devices="):
+            out.append(a)
+    return out
 
 
 @command("train", "train a model (defaults: builtin:mnist5k, convnet)", _setup_train)
 def cmd_train(args) -> int:
     from .api import train
     from .train.trainer import TrainingInterrupted
+    if args.devices is not None:
+        from .train.distributed import launch
+        return launch(args.devices, _argv_without_devices(args.argv))
     try:
         if args.resume:
-            summary = train(resume=args.resume, overrides=train_overrides(args))
+            train(resume=args.resume, overrides=train_overrides(args))
         else:
-            summary = train(config_from_args(args), out=args.out)
+            train(config_from_args(args), out=args.out)
     except TrainingInterrupted as err:
         print(f"deeprecipe: {err}; continue with --resume", file=sys.stderr)
         return 130
-    return 0 if summary else 1
+    return 0
 
 
 def _setup_evaluate(p):
@@ -295,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.command:
             build_parser().print_help()
             return 2
+        args.argv = argv  # the command line as given (train --devices relaunches it under torchrun)
         return int(COMMANDS[args.command][0](args) or 0)
     except DeepRecipeError as err:
         if debug:

@@ -116,6 +116,7 @@ class TrainConfig(_Section):
     device: str = "auto"
     threads: int | None = Field(None, ge=1)
     nan_policy: Literal["stop", "rollback"] = "stop"
+    sync_bn: bool = Field(False, description="SyncBatchNorm across processes under torchrun/DDP")
     checkpoint_every: int = Field(1, ge=1, description="epochs between last.pt saves")
 
 

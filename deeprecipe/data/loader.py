@@ -49,13 +49,16 @@ class BatchLoader:
         n = self.num_samples
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
-    def _generator(self) -> torch.Generator:
+    def _generator(self, rank: int | None = None) -> torch.Generator:
+        # Ranks draw their own augmentation parameters (rank offset) but share one permutation (rank 0's seed).
         g = torch.Generator(device=self.device)
-        g.manual_seed(self.seed * 1_000_003 + self.epoch)
+        g.manual_seed(self.seed * 1_000_003 + self.epoch + 7_919 * (self.rank if rank is None else rank))
         return g
 
     def order(self, g: torch.Generator) -> torch.Tensor:
         n = self.labels.shape[0]
+        if self.world_size > 1:
+            g = self._generator(rank=0)  # every rank must cut its shard from the same permutation
         idx = torch.randperm(n, generator=g, device=self.device) if self.shuffle else torch.arange(n, device=self.device)
         if self.world_size > 1:  # each rank takes its own equal-length shard of this epoch's order
             per = n // self.world_size

@@ -25,6 +25,7 @@ from ..errors import DeepRecipeError
 from ..progress import is_interactive
 from ..utils import append_jsonl, atomic_write_text, note, read_jsonl
 from .checkpoint import load_checkpoint, save_checkpoint
+from .distributed import SINGLE, DistContext, all_reduce_sum, wrap_model
 from .ema import build_ema
 from .losses import classification_loss
 from .metrics import topk_correct
@@ -73,8 +74,10 @@ def autocast_context(device: torch.device, precision: str):
 class Trainer:
     def __init__(self, model: nn.Module, cfg, train_loader, val_loader, run_dir: str | Path | None,
                  device: torch.device, meta: dict[str, Any], precision: str = "fp32",
-                 lr_scale: dict[str, float] | None = None, show_progress: bool = True):
+                 lr_scale: dict[str, float] | None = None, show_progress: bool = True,
+                 dist: DistContext = SINGLE):
         self.model = model
+        self.dist = dist
         self.cfg = cfg
         self.train_loader = train_loader
         self.val_loader = val_loader
@@ -83,8 +86,9 @@ class Trainer:
         self.meta = meta
         self.precision = precision
         self.optimizer = build_optimizer(model, cfg.optim, lr_scale)
-        # torch.compile wraps the forward only; self.model keeps the plain module for state_dict and hooks.
-        self.forward_model = torch.compile(model) if cfg.train.compile else model
+        # DDP and torch.compile wrap the forward only; self.model keeps the plain module for state_dict and hooks.
+        wrapped = wrap_model(model, dist, device)
+        self.forward_model = torch.compile(wrapped) if cfg.train.compile else wrapped
         self.ema = build_ema(model, cfg.regularize.ema)
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
         self.state = TrainState()
@@ -320,6 +324,8 @@ class Trainer:
         finally:
             bar.close()
         train_seconds = time.perf_counter() - t0
+        # Every rank saw its own shard: the epoch's numbers are sums over ranks.
+        total_loss, total_correct, seen = all_reduce_sum([total_loss, total_correct, seen], self.dist, self.device)
         row = {"epoch": epoch + 1, "train_loss": total_loss / max(1, seen), "train_acc": total_correct / max(1, seen)}
         val = self.evaluate(self.val_loader) if self.val_loader is not None else {}
         if val:
