@@ -171,7 +171,7 @@ def check_overfit(session: Session, model: nn.Module, samples: int = 50, steps: 
     first = loss_value = float("nan")
     for step in range(steps):
         loss = classification_loss(model(x), y)
-        loss_value = float(loss)
+        loss_value = float(loss.detach())
         if step == 0:
             first = loss_value
         if not math.isfinite(loss_value) or loss_value < target:
@@ -187,7 +187,7 @@ def check_overfit(session: Session, model: nn.Module, samples: int = 50, steps: 
 
 # ------------------------------------------------------------------------------------------ all together
 def run_doctor(session: Session, model_factory: ModelFactory | None = None, overfit_samples: int = 50,
-               overfit_steps: int = 200) -> list[Check]:
+               overfit_steps: int = 200, include_overfit: bool = True) -> list[Check]:
     """All checks in order; each model check gets a freshly built (seeded) model."""
     cfg = session.cfg
 
@@ -200,12 +200,14 @@ def run_doctor(session: Session, model_factory: ModelFactory | None = None, over
         raise DeepRecipeError(f"overfit sample size {overfit_samples} is outside 10–100", "use e.g. 50")
     checks = [check_data(session)]
     if not checks[0].passed:
-        skipped = ["initial loss", "initial predictions", "layer health", f"overfit {overfit_samples} samples"]
+        skipped = ["initial loss", "initial predictions", "layer health"]
+        skipped += [f"overfit {overfit_samples} samples"] if include_overfit else []
         return checks + [Check(n, None, "skipped: fix the data first") for n in skipped]
     model = fresh().train()
     checks += check_initial_loss(session, model)
     checks.append(check_layers(session, model))
-    checks.append(check_overfit(session, fresh(), overfit_samples, overfit_steps))
+    if include_overfit:
+        checks.append(check_overfit(session, fresh(), overfit_samples, overfit_steps))
     return checks
 
 
