@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..api import Session
 from ..progress import track
+from .figures import pyplot, save_png
 
 
 @dataclass
@@ -98,9 +98,7 @@ def suggest_lr(lrs: list[float], smoothed: list[float], burn_in: float = 0.1) ->
 
 
 def plot_lr_find(result: LRFindResult, path: str | Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(result.lrs, result.losses, color="0.8", lw=1, label="loss")
     ax.plot(result.lrs, result.smoothed, color="C0", lw=2, label="smoothed")
@@ -117,12 +115,4 @@ def plot_lr_find(result: LRFindResult, path: str | Path) -> Path:
     ax.set_title("learning-rate range test")
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from ..utils import atomic_write_bytes
-    import io
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return save_png(fig, path)

@@ -7,15 +7,17 @@ Everything lands in one run folder, summarised by a self-contained `recipe.html`
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..api import Session, new_run_dir, train
+import torch
+
+from ..api import Session, build_model, new_run_dir, train
 from ..config import Config, build_config
-from ..utils import atomic_write_bytes, atomic_write_text, note, read_jsonl, write_json
+from ..utils import atomic_write_text, note, read_jsonl, write_json
 from . import html as page
 from .diagnose import diagnose
+from .figures import pyplot, save_png
 from .lr_find import plot_lr_find, run_lr_find
 from .sanity import Check, check_overfit, run_doctor
 from .search import run_search
@@ -51,8 +53,6 @@ def step_initial(session: Session) -> tuple[Step, list[Check]]:
 
 
 def step_overfit(session: Session) -> Step:
-    from ..api import build_model
-    import torch
     torch.manual_seed(session.cfg.train.seed)
     model = build_model(session.cfg, len(session.data.classes), session.data.input_shape).to(session.device)
     r = session.cfg.recipe
@@ -128,9 +128,7 @@ def step_diagnose(run_dir: Path, num_classes: int) -> Step:
 
 
 def plot_curves(history: list[dict], path: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
     epochs = [r["epoch"] for r in history]
     for key, ax in (("loss", a), ("acc", b)):
@@ -140,11 +138,7 @@ def plot_curves(history: list[dict], path: Path) -> Path:
         ax.set_xlabel("epoch")
         ax.legend()
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return save_png(fig, path)
 
 
 def run_recipe(cfg: Config, out: str | Path | None = None, show_progress: bool = True) -> dict:

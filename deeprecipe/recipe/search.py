@@ -16,7 +16,6 @@ folder, or any SQLAlchemy URL; workers that share a URL and study name share the
 """
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,8 @@ import yaml
 from ..api import Session
 from ..config import Config, build_config
 from ..errors import DeepRecipeError
-from ..utils import atomic_write_bytes, atomic_write_text, note
+from ..utils import atomic_write_text, note
+from .figures import pyplot, save_png
 
 KINDS = ("log", "uniform", "int", "choice")
 
@@ -267,9 +267,7 @@ def _fmt(v: Any) -> str:
 
 
 def plot_best_so_far(rows: list[dict], path: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     best, xs, ys = -math.inf, [], []
     for i, r in enumerate(rows):
@@ -287,11 +285,7 @@ def plot_best_so_far(rows: list[dict], path: Path) -> Path:
     ax.set_title("hyperparameter search")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return save_png(fig, path)
 
 
 def report_best(result: SearchResult, run_dir: Path) -> None:
