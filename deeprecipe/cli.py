@@ -226,6 +226,79 @@ def cmd_models(args) -> int:
 
 
 # ==== the recipe: doctor, lr-find, search, recipe (issue 6) ======================================
+def _setup_doctor(p):
+    add_train_options(p)
+    p.add_argument("--samples", type=int, default=50, help="images to overfit (10–100)")
+    p.add_argument("--steps", type=int, default=200, help="step budget for the overfit check")
+
+
+@command("doctor", "sanity checks before training; exit 1 when one fails", _setup_doctor)
+def cmd_doctor(args) -> int:
+    from .api import Session
+    from .recipe.sanity import all_passed, print_checks, run_doctor
+    checks = run_doctor(Session.create(config_from_args(args)), overfit_samples=args.samples, overfit_steps=args.steps)
+    print_checks(checks)
+    return 0 if all_passed(checks) else 1
+
+
+def _setup_lr_find(p):
+    add_train_options(p)
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--start-lr", type=float, default=1e-6)
+    p.add_argument("--end-lr", type=float, default=1.0)
+
+
+@command("lr-find", "learning-rate range test: suggestion and plot", _setup_lr_find)
+def cmd_lr_find(args) -> int:
+    from pathlib import Path
+    from .api import Session
+    from .recipe.lr_find import plot_lr_find, run_lr_find
+    from .utils import note, write_json
+    if not 0 < args.start_lr < args.end_lr or args.steps < 10:
+        raise DeepRecipeError("lr-find needs 0 < --start-lr < --end-lr and --steps ≥ 10", "e.g. --start-lr 1e-6 --end-lr 1")
+    cfg = config_from_args(args)
+    out = Path(args.out or "runs/lr-find")
+    result = run_lr_find(Session.create(cfg), args.start_lr, args.end_lr, args.steps)
+    png = plot_lr_find(result, out / "lr_find.png")
+    write_json(out / "lr_find.json", result.to_dict())
+    if result.suggestion is None:
+        note(f"no suggestion: the loss diverged after {len(result.lrs)} steps; plot {png}")
+        return 1
+    note(f"plot {png}")
+    print(json.dumps({"suggested_lr": result.suggestion, "min_loss_lr": result.min_loss_lr,
+                      "steepest_lr": result.steepest_lr, "plot": str(png)}))
+    return 0
+
+
+def _setup_search(p):
+    add_train_options(p)
+    p.add_argument("--trials", type=int, help="coarse trials (default search.trials)")
+    p.add_argument("--storage", help="SQLAlchemy URL shared by workers (default: sqlite file in the run folder)")
+    p.add_argument("--study", help="study name (workers with the same name share it)")
+
+
+@command("search", "Optuna search over search.space: coarse, then refine; writes best.yaml", _setup_search)
+def cmd_search(args) -> int:
+    from pathlib import Path
+    from .api import Session
+    from .recipe.search import print_trials, report_best, run_search
+    if args.trials is not None and args.trials < 1:
+        raise DeepRecipeError(f"--trials {args.trials} must be at least 1", "e.g. --trials 20")
+    cfg = config_from_args(args)
+    run_dir = Path(args.out or "runs/search")
+    result = run_search(Session.create(cfg), run_dir, args.trials, args.storage, args.study)
+    print_trials(result.trials)
+    report_best(result, run_dir)
+    return 0
+
+
+@command("recipe", "all six steps (doctor, overfit, lr-find, search, train, diagnose); recipe.html", add_train_options)
+def cmd_recipe(args) -> int:
+    from .recipe.pipeline import run_recipe
+    outcome = run_recipe(config_from_args(args), out=args.out)
+    print(json.dumps({k: outcome[k] for k in ("run_dir", "test_acc", "stopped_at")}))
+    return 0 if outcome["stopped_at"] is None else 1
+
 
 
 # ==== transfer, features, distillation (issue 7) =================================================

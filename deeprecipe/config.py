@@ -131,6 +131,18 @@ class SearchConfig(_Section):
     pruner: Literal["median", "hyperband", "none"] = "median"
 
 
+class RecipeConfig(_Section):
+    """`deeprecipe recipe`: the budget of each automated step (search.space, when set, replaces the lr range)."""
+    overfit_samples: int = Field(50, ge=10, le=100)
+    overfit_steps: int = Field(200, ge=1)
+    lr_find_steps: int = Field(100, ge=10)
+    lr_span: float = Field(4.0, gt=1.0, description="coarse lr range: lr-find suggestion ÷/× this")
+    trials: int = Field(4, ge=1)
+    search_epochs: int = Field(2, ge=1)
+    refine_trials: int = Field(2, ge=0)
+    refine_epochs: int = Field(4, ge=1)
+
+
 class LogConfig(_Section):
     tensorboard: bool = False
     steps_every: int = Field(10, ge=1, description="log every Nth step to steps.jsonl")
@@ -144,6 +156,7 @@ class Config(_Section):
     regularize: RegularizeConfig = Field(default_factory=RegularizeConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
+    recipe: RecipeConfig = Field(default_factory=RecipeConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,118 @@
+"""Learning-rate range test (Smith 2017): raise the lr exponentially each step and watch the loss.
+
+The loss is smoothed with a bias-corrected moving average; the test stops once the smoothed loss exceeds
+`diverge` × its minimum. The suggestion is the lr at the steepest fall of the smoothed loss (in log lr),
+searched only below the minimum and after a short burn-in, so early spikes and noise cannot win, and
+capped at a tenth of the lr at the minimum — the classic "one order of magnitude before the blow-up".
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..api import Session
+from ..progress import track
+from .figures import pyplot, save_png
+
+
+@dataclass
+class LRFindResult:
+    lrs: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)      # raw per-step losses
+    smoothed: list[float] = field(default_factory=list)
+    suggestion: float | None = None
+    min_loss_lr: float | None = None
+    steepest_lr: float | None = None
+    diverged_at: float | None = None
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+
+def run_lr_find(session: Session, start_lr: float = 1e-6, end_lr: float = 1.0, steps: int = 100,
+                beta: float = 0.9, diverge: float = 4.0) -> LRFindResult:
+    """One pass of the range test on a fresh model; the configured optimizer, no schedule, augmentation as configured."""
+    trainer = session.make_trainer(None, show_progress=False)
+    model, optimizer = trainer.model, trainer.optimizer
+    model.train()
+    ratio = (end_lr / start_lr) ** (1.0 / max(1, steps - 1))
+    result = LRFindResult()
+    avg, best = 0.0, math.inf
+    batches = _cycle(trainer.train_loader)
+    for i in track(range(steps), "lr-find"):
+        lr = start_lr * ratio ** i
+        for g in optimizer.param_groups:
+            g["lr"] = lr * g.get("lr_scale", 1.0)
+        x, y = next(batches)
+        loss = trainer.compute_loss(x, model(x), y)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            result.diverged_at = lr
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        avg = beta * avg + (1 - beta) * value
+        smooth = avg / (1 - beta ** (i + 1))
+        result.lrs.append(lr)
+        result.losses.append(value)
+        result.smoothed.append(smooth)
+        best = min(best, smooth)
+        if i > 5 and smooth > diverge * best:
+            result.diverged_at = lr
+            break
+    result.suggestion, result.min_loss_lr, result.steepest_lr = suggest_lr(result.lrs, result.smoothed)
+    return result
+
+
+def _cycle(loader):
+    epoch = 0
+    while True:
+        loader.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def suggest_lr(lrs: list[float], smoothed: list[float], burn_in: float = 0.1) -> tuple[float | None, float | None, float | None]:
+    """(suggestion, lr at the minimum, lr at the steepest descent) from a smoothed range-test curve."""
+    if len(lrs) < 5:
+        return None, None, None
+    lr = np.asarray(lrs)
+    loss = np.asarray(smoothed)
+    lo = max(1, int(burn_in * len(lr)))
+    i_min = lo + int(np.argmin(loss[lo:]))
+    min_lr = float(lr[i_min])
+    if i_min - lo < 3:
+        return min_lr / 10, min_lr, None
+    # Slope of a 5-point moving average of the smoothed loss against log lr, before the minimum.
+    window = np.convolve(loss[:i_min + 1], np.ones(5) / 5, mode="same")
+    slope = np.gradient(window, np.log(lr[:i_min + 1]))
+    i_steep = lo + int(np.argmin(slope[lo:i_min - 1]))
+    steep_lr = float(lr[i_steep])
+    # The steepest point sits where the loss falls fastest; between it and min_lr/10 both guard against noise.
+    suggestion = math.sqrt(steep_lr * min_lr / 10) if steep_lr < min_lr / 10 else min_lr / 10
+    return suggestion, min_lr, steep_lr
+
+
+def plot_lr_find(result: LRFindResult, path: str | Path) -> Path:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(result.lrs, result.losses, color="0.8", lw=1, label="loss")
+    ax.plot(result.lrs, result.smoothed, color="C0", lw=2, label="smoothed")
+    if result.suggestion:
+        ax.axvline(result.suggestion, color="C3", ls="--", label=f"suggested lr {result.suggestion:.2g}")
+    if result.min_loss_lr:
+        ax.axvline(result.min_loss_lr, color="0.5", ls=":", label=f"minimum at {result.min_loss_lr:.2g}")
+    ax.set_xscale("log")
+    if result.smoothed:
+        lo, hi = min(result.smoothed), result.smoothed[0]
+        ax.set_ylim(lo - 0.1 * abs(hi - lo), max(hi, lo) + 0.5 * abs(hi - lo) + 1e-3)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title("learning-rate range test")
+    ax.legend()
+    fig.tight_layout()
+    return save_png(fig, path)

@@ -1,0 +1,189 @@
+"""`deeprecipe recipe`: the six steps end to end, stopping with advice at the first one that fails.
+
+1 initial loss (and the data and layer checks)  2 overfit a small sample  3 lr range test
+4 coarse search (short runs, pruned) around the suggested lr  5 refine, then train the best config for the
+full `train.epochs` with its schedule  6 diagnose the final curves.
+Everything lands in one run folder, summarised by a self-contained `recipe.html`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..api import Session, build_model, new_run_dir, train
+from ..config import Config, build_config
+from ..utils import atomic_write_text, note, read_jsonl, write_json
+from . import html as page
+from .diagnose import diagnose
+from .figures import pyplot, save_png
+from .lr_find import plot_lr_find, run_lr_find
+from .sanity import Check, check_overfit, run_doctor
+from .search import run_search
+
+STEP_NAMES = ["1. initial loss", "2. overfit a small sample", "3. learning-rate range test",
+              "4. coarse search", "5. refine and train longer", "6. diagnose the curves"]
+
+
+@dataclass
+class Step:
+    name: str
+    status: str = "skipped"                      # pass | fail | skipped
+    lines: list[str] = field(default_factory=list)
+    advice: list[str] = field(default_factory=list)
+    html: str = ""
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "status": self.status, "lines": self.lines, "advice": self.advice}
+
+
+def _checks_html(checks: list[Check]) -> str:
+    return page.table(["check", "result", "measured", "fix"],
+                      [[c.name, "pass" if c.passed else ("skip" if c.passed is None else "FAIL"), c.measured, c.fix]
+                       for c in checks])
+
+
+def step_initial(session: Session) -> tuple[Step, list[Check]]:
+    checks = run_doctor(session, include_overfit=False)
+    failed = [c for c in checks if c.passed is False]
+    step = Step(STEP_NAMES[0], "fail" if failed else "pass", [f"{c.name}: {c.measured}" for c in checks],
+                [c.fix for c in failed], _checks_html(checks))
+    return step, checks
+
+
+def step_overfit(session: Session) -> Step:
+    torch.manual_seed(session.cfg.train.seed)
+    model = build_model(session.cfg, len(session.data.classes), session.data.input_shape).to(session.device)
+    r = session.cfg.recipe
+    check = check_overfit(session, model, r.overfit_samples, r.overfit_steps)
+    return Step(STEP_NAMES[1], "pass" if check.passed else "fail", [check.measured],
+                [check.fix] if not check.passed else [], _checks_html([check]))
+
+
+def step_lr_find(session: Session, run_dir: Path) -> tuple[Step, float | None]:
+    result = run_lr_find(session, steps=session.cfg.recipe.lr_find_steps)
+    png = plot_lr_find(result, run_dir / "lr_find.png")
+    write_json(run_dir / "lr_find.json", result.to_dict())
+    if result.suggestion is None:
+        return Step(STEP_NAMES[2], "fail", [f"the range test ran only {len(result.lrs)} steps before diverging"],
+                    ["check the data and model with `deeprecipe doctor`", "set regularize.clip_norm=1"]), None
+    lines = [f"suggested lr {result.suggestion:.3g} (loss minimum at {result.min_loss_lr:.3g}"
+             + (f", steepest fall at {result.steepest_lr:.3g}" if result.steepest_lr else "") + ")"]
+    return Step(STEP_NAMES[2], "pass", lines, html=page.image_tag(png, "lr range test")), result.suggestion
+
+
+def search_config(cfg: Config, suggestion: float) -> Config:
+    """The search section the recipe runs: the user's space if given, else optim.lr around the suggestion."""
+    r = cfg.recipe
+    data = cfg.to_dict()
+    space = dict(cfg.search.space)
+    if not space:
+        low = min(suggestion / r.lr_span, cfg.optim.lr) if cfg.optim.lr > 0 else suggestion / r.lr_span
+        high = max(suggestion * r.lr_span, cfg.optim.lr)
+        space = {"optim.lr": {"log": [low, high]}}
+    data["search"].update(space=space, trials=r.trials, epochs=r.search_epochs, refine_trials=r.refine_trials,
+                          refine_epochs=r.refine_epochs)
+    return build_config(data, source="recipe")
+
+
+def step_search(session: Session, suggestion: float, run_dir: Path):
+    cfg = search_config(session.cfg, suggestion)
+    search_session = Session.create(cfg, data=session.data)
+    starts = [{"optim.lr": suggestion}] + ([{"optim.lr": session.cfg.optim.lr}] if session.cfg.optim.lr > 0 else [])
+    result = run_search(search_session, run_dir / "search", storage=None, study="recipe", enqueue=starts)
+    coarse = [t for t in result.trials if t["stage"] == "coarse"]
+    refine = [t for t in result.trials if t["stage"] == "refine"]
+    rows = [[t["stage"], t["number"], t["state"], "" if t["value"] is None else f"{t['value']:.4f}",
+             ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())]
+            for t in result.trials]
+    table = page.table(["stage", "#", "state", "val_acc", "params"], rows)
+    img = page.image_tag(run_dir / "search" / "search.png", "best so far")
+    best_coarse = max((t["value"] for t in coarse if t["state"] == "complete"), default=None)
+    s4 = Step(STEP_NAMES[3], "pass", [f"{len(coarse)} trials of {cfg.search.epochs} epoch(s), space "
+                                     f"{cfg.search.space}; best val_acc {best_coarse}"], html=table + img)
+    return s4, result, refine
+
+
+def step_final(result, refine: list[dict], run_dir: Path) -> tuple[Step, dict]:
+    final_cfg = result.best_config
+    summary = train(final_cfg, out=run_dir / "final", show_progress=False)
+    lines = [f"refine: {len(refine)} trial(s) around the best coarse region" if refine else "refine: skipped (recipe.refine_trials=0)",
+             "best params " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                        for k, v in result.best_params.items()),
+             f"final run: {summary['epochs_run']} epochs, schedule {final_cfg.schedule.name}, "
+             f"test_acc {summary['test_acc']:.4f} on {summary['evaluated_on']}"]
+    atomic_write_text(run_dir / "best.yaml", final_cfg.to_yaml())
+    return Step(STEP_NAMES[4], "pass", lines, html=page.bullet_list(lines)), summary
+
+
+def step_diagnose(run_dir: Path, num_classes: int) -> Step:
+    history = read_jsonl(run_dir / "final" / "metrics.jsonl")
+    diag = diagnose(history, num_classes)
+    png = plot_curves(history, run_dir / "curves.png")
+    inner = (f"<p>verdict: <b>{diag['verdict']}</b></p>" + page.bullet_list(diag["evidence"]) + "<p>what to try:</p>"
+             + page.bullet_list(diag["advice"]) + page.image_tag(png, "curves"))
+    status = "pass" if diag["verdict"] in ("healthy", "not converged") else "fail"
+    return Step(STEP_NAMES[5], status, [f"verdict {diag['verdict']}"] + diag["evidence"], diag["advice"], inner)
+
+
+def plot_curves(history: list[dict], path: Path) -> Path:
+    plt = pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    epochs = [r["epoch"] for r in history]
+    for key, ax in (("loss", a), ("acc", b)):
+        ax.plot(epochs, [r[f"train_{key}"] for r in history], label=f"train {key}")
+        if all(f"val_{key}" in r for r in history):
+            ax.plot(epochs, [r[f"val_{key}"] for r in history], label=f"val {key}")
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.tight_layout()
+    return save_png(fig, path)
+
+
+def run_recipe(cfg: Config, out: str | Path | None = None, show_progress: bool = True) -> dict:
+    """All six steps; returns {"steps", "test_acc", "run_dir", "stopped_at"} and writes recipe.html/json."""
+    run_dir = new_run_dir(cfg, out)
+    atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
+    session = Session.create(cfg)
+    steps: list[Step] = []
+    outcome = {"run_dir": str(run_dir), "test_acc": None, "stopped_at": None}
+
+    def done(step: Step) -> bool:
+        steps.append(step)
+        if show_progress:
+            note(f"{step.name}: {step.status} — " + "; ".join(step.lines[:2]))
+        return step.status == "fail" and step.name in STEP_NAMES[:3]
+
+    stop = done(step_initial(session)[0]) or done(step_overfit(session))
+    suggestion = None
+    if not stop:
+        s3, suggestion = step_lr_find(session, run_dir)
+        stop = done(s3)
+    if not stop:
+        s4, result, refine = step_search(session, suggestion, run_dir)
+        done(s4)
+        s5, summary = step_final(result, refine, run_dir)
+        done(s5)
+        outcome["test_acc"] = summary["test_acc"]
+        done(step_diagnose(run_dir, len(session.data.classes)))
+    else:
+        outcome["stopped_at"] = steps[-1].name
+    steps += [Step(n, "skipped", ["not run: an earlier step failed"]) for n in STEP_NAMES[len(steps):]]
+    outcome["steps"] = [s.to_dict() for s in steps]
+    write_json(run_dir / "recipe.json", outcome)
+    atomic_write_text(run_dir / "recipe.html", render(cfg, steps, outcome))
+    return outcome
+
+
+def render(cfg: Config, steps: list[Step], outcome: dict) -> str:
+    intro = (f"data {cfg.data.spec}, model {cfg.model.name}. " +
+             (f"Final test accuracy {outcome['test_acc']:.4f}." if outcome["test_acc"] is not None
+              else f"Stopped at {outcome['stopped_at']}: fix it and run again."))
+    sections = []
+    for s in steps:
+        inner = s.html or page.bullet_list(s.lines)
+        if s.advice and s.status == "fail":
+            inner += "<p>what to change:</p>" + page.bullet_list(s.advice)
+        sections.append((s.name, s.status, inner))
+    return page.render_page("deeprecipe recipe", intro, sections)

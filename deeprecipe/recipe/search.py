@@ -1,0 +1,293 @@
+"""`deeprecipe search`: an Optuna study over any config fields, coarse then fine.
+
+The space lives under `search.space` as `dotted.key: {kind: args}`:
+
+    search:
+      space:
+        optim.lr: {log: [1e-4, 1e-1]}       # log-uniform float
+        model.dropout: {uniform: [0, 0.5]}  # uniform float
+        train.batch_size: {int: [32, 256]}  # integer (add `log: true` via {int: [32, 256], log: true})
+        optim.name: {choice: [sgd, adamw]}  # categorical
+
+Coarse stage: `search.trials` short runs (`search.epochs`), each reporting val accuracy per epoch so the
+pruner (median or hyperband) can stop hopeless ones. Refine stage: `search.refine_trials` longer runs
+(`search.refine_epochs`) in a box around the best coarse trial. Storage: a SQLite file in the run
+folder, or any SQLAlchemy URL; workers that share a URL and study name share the study.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..api import Session
+from ..config import Config, build_config
+from ..errors import DeepRecipeError
+from ..utils import atomic_write_text, note
+from .figures import pyplot, save_png
+
+KINDS = ("log", "uniform", "int", "choice")
+
+
+@dataclass
+class Param:
+    key: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    choices: list | None = None
+    log: bool = False
+
+    def suggest(self, trial) -> Any:
+        if self.kind == "choice":
+            return trial.suggest_categorical(self.key, self.choices)
+        if self.kind == "int":
+            return trial.suggest_int(self.key, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(self.key, self.low, self.high, log=self.kind == "log")
+
+    def around(self, best: Any, shrink: float = 0.25) -> "Param":
+        """A narrower range centred on `best` (the refine stage); choices are fixed to the best one."""
+        if self.kind == "choice":
+            return Param(self.key, "choice", choices=[best])
+        if self.kind == "log" or self.log:
+            span = (math.log(self.high) - math.log(self.low)) * shrink / 2
+            low, high = max(self.low, best * math.exp(-span)), min(self.high, best * math.exp(span))
+        else:
+            span = (self.high - self.low) * shrink / 2
+            low, high = max(self.low, best - span), min(self.high, best + span)
+        if self.kind == "int":
+            low, high = int(math.floor(low)), int(math.ceil(high))
+        return Param(self.key, self.kind, low, high, log=self.log)
+
+
+def _bad(key: str, problem: str) -> DeepRecipeError:
+    return DeepRecipeError(f"search.space.{key}: {problem}",
+                           "write e.g. optim.lr: {log: [1e-4, 1e-1]}, model.dropout: {uniform: [0, 0.5]}, "
+                           "train.batch_size: {int: [32, 256]} or optim.name: {choice: [sgd, adamw]}")
+
+
+def _number(value: Any) -> float | None:
+    """A bound as a float; YAML reads `1e-4` (no dot) as a string, so strings that parse are accepted."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def parse_space(space: dict[str, Any], base: Config) -> list[Param]:
+    """Validate the `search.space` mapping into Params; every problem names its key."""
+    if not space:
+        raise DeepRecipeError("search.space is empty", "add ranges, e.g. --set 'search.space={optim.lr: {log: [1e-4, 1e-1]}}'")
+    defaults = base.to_dict()
+    params = []
+    for key, spec in space.items():
+        parts = str(key).split(".")
+        if len(parts) != 2 or parts[0] not in defaults or parts[0] == "search":
+            raise _bad(key, "must be section.field of a config section (data, model, optim, schedule, regularize, train)")
+        if parts[0] != "model" and parts[1] not in defaults[parts[0]]:
+            raise _bad(key, f"{parts[0]} has no field {parts[1]!r}")
+        if not isinstance(spec, dict) or not (set(spec) & set(KINDS)):
+            raise _bad(key, f"needs one of {', '.join(KINDS)}")
+        kinds = [k for k in spec if k in KINDS]
+        extra = [k for k in spec if k not in KINDS and k != "log"]
+        if len(kinds) != 1 or extra:
+            raise _bad(key, f"give exactly one of {', '.join(KINDS)} (got {', '.join(map(str, spec))})")
+        kind, args = kinds[0], spec[kinds[0]]
+        if kind == "choice":
+            if not isinstance(args, list) or not args:
+                raise _bad(key, "choice needs a non-empty list")
+            params.append(Param(key, kind, choices=args))
+            continue
+        bounds = [_number(a) for a in args] if isinstance(args, list) and len(args) == 2 else [None]
+        if None in bounds:
+            raise _bad(key, f"{kind} needs [low, high] numbers (got {args!r})")
+        low, high = bounds
+        if not low < high:
+            raise _bad(key, f"low {low:g} must be below high {high:g}")
+        if (kind == "log" or spec.get("log")) and low <= 0:
+            raise _bad(key, "a log range needs low > 0")
+        params.append(Param(key, kind, low, high, log=bool(spec.get("log", False)) and kind == "int"))
+    for p in params:  # every choice and both bounds must also pass the config's own validation
+        probes = p.choices if p.kind == "choice" else [p.low, p.high]
+        for probe in probes:
+            apply_params(base, {p.key: int(probe) if p.kind == "int" else probe})
+    return params
+
+
+def apply_params(base: Config, values: dict[str, Any]) -> Config:
+    data = base.to_dict()
+    for key, value in values.items():
+        section, name = key.split(".")
+        data[section][name] = value
+    return build_config(data, source="search.space")
+
+
+# ------------------------------------------------------------------------------------------ the study
+def _pruner(name: str, epochs: int):
+    import optuna
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 2))
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    return optuna.pruners.NopPruner()
+
+
+def objective_for(session: Session, params: list[Param], epochs: int, fixed: dict[str, Any] | None = None):
+    """An Optuna objective: one short training run, reporting val accuracy after every epoch."""
+    import optuna
+
+    def objective(trial) -> float:
+        values = {p.key: p.suggest(trial) for p in params}
+        values.update(fixed or {})
+        cfg = apply_params(session.cfg, values)
+        cfg.train.epochs = epochs
+        trial_session = Session.create(cfg, data=session.data)
+        trainer = trial_session.make_trainer(None, show_progress=False)
+
+        def report(tr, row):
+            trial.report(row.get("val_acc", 0.0), row["epoch"])
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"val_acc {row.get('val_acc', 0.0):.4f} after epoch {row['epoch']}")
+
+        trainer.hooks["on_epoch_end"].append(report)
+        try:
+            history = trainer.fit().history
+        except DeepRecipeError as err:  # divergence: a bad region of the space, not a crash of the search
+            trial.set_user_attr("error", err.message)
+            return 0.0
+        return max(r.get("val_acc", 0.0) for r in history)
+
+    return objective
+
+
+def open_study(storage: str, name: str, epochs: int, pruner: str):
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True,
+                                   pruner=_pruner(pruner, epochs), sampler=optuna.samplers.TPESampler(seed=None))
+    except Exception as err:  # bad URL, missing driver, unreachable server
+        raise DeepRecipeError(f"cannot open study {name!r} at {storage}: {err}",
+                              "give a SQLAlchemy URL such as sqlite:///search.db or postgresql://user@host/db") from None
+
+
+@dataclass
+class SearchResult:
+    best_params: dict[str, Any]
+    best_value: float
+    best_config: Config
+    trials: list[dict]
+    stages: dict[str, int]
+
+
+def run_search(session: Session, run_dir: Path, trials: int | None = None, storage: str | None = None,
+               study: str | None = None, enqueue: list[dict[str, Any]] | None = None) -> SearchResult:
+    """Coarse stage, then refine stage; writes trials.json, search.png and best.yaml into run_dir."""
+    scfg = session.cfg.search
+    params = parse_space(scfg.space, session.cfg)
+    if not len(session.data.splits["val"]):
+        raise DeepRecipeError("search needs a validation split", "set data.val_fraction above 0")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    storage = storage or scfg.storage or f"sqlite:///{(run_dir / 'search.db').resolve()}"
+    name = study or scfg.study or "deeprecipe"
+    coarse = open_study(storage, name, scfg.epochs, scfg.pruner)
+    for values in enqueue or []:
+        coarse.enqueue_trial({k: v for k, v in values.items() if k in {p.key for p in params}}, skip_if_exists=True)
+    coarse.optimize(objective_for(session, params, scfg.epochs), n_trials=trials or scfg.trials)
+    best_study, stages = coarse, {"coarse": trials or scfg.trials}
+    if scfg.refine_trials:
+        best = _best_trial(coarse)
+        narrow = [p.around(best.params[p.key]) if p.key in best.params else p for p in params]
+        fixed = {p.key: p.choices[0] for p in narrow if p.kind == "choice"}
+        narrow = [p for p in narrow if p.kind != "choice"]
+        epochs = scfg.refine_epochs or 2 * scfg.epochs
+        refine = open_study(storage, f"{name}-refine", epochs, scfg.pruner)
+        refine.enqueue_trial({k: v for k, v in best.params.items() if k not in fixed}, skip_if_exists=True)
+        refine.optimize(objective_for(session, narrow, epochs, fixed), n_trials=scfg.refine_trials)
+        best_study, stages["refine"] = refine, scfg.refine_trials
+        refine.set_user_attr("fixed", fixed)
+    best = _best_trial(best_study)
+    best_params = {**best_study.user_attrs.get("fixed", {}), **best.params}
+    best_cfg = apply_params(session.cfg, best_params)
+    rows = trial_rows(coarse, "coarse") + (trial_rows(best_study, "refine") if best_study is not coarse else [])
+    from ..utils import write_json
+    write_json(run_dir / "trials.json", rows)
+    atomic_write_text(run_dir / "best.yaml", yaml.safe_dump(best_cfg.to_dict(), sort_keys=False))
+    plot_best_so_far(rows, run_dir / "search.png")
+    return SearchResult(best_params, float(best.value), best_cfg, rows, stages)
+
+
+def _best_trial(study):
+    import optuna
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
+    if not done:
+        raise DeepRecipeError(f"study {study.study_name!r} has no completed trial",
+                              "raise search.trials, or use search.pruner=none")
+    return max(done, key=lambda t: t.value)
+
+
+def trial_rows(study, stage: str) -> list[dict]:
+    rows = []
+    for t in study.trials:
+        value = t.value if t.value is not None else (max(t.intermediate_values.values()) if t.intermediate_values else None)
+        rows.append({"stage": stage, "number": t.number, "state": t.state.name.lower(), "value": value,
+                     "epochs": len(t.intermediate_values), "params": dict(t.params),
+                     "error": t.user_attrs.get("error")})
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ output
+def print_trials(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    keys = sorted({k for r in rows for k in r["params"]})
+    table = Table(title="search trials (value = best val_acc)")
+    for col in ["stage", "#", "state", "value", "epochs", *keys]:
+        table.add_column(col)
+    best = max((r["value"] for r in rows if r["state"] == "complete" and r["value"] is not None), default=None)
+    for r in rows:
+        value = "" if r["value"] is None else f"{r['value']:.4f}"
+        if best is not None and r["value"] == best and r["state"] == "complete":
+            value = f"[bold green]{value}[/]"
+        table.add_row(r["stage"], str(r["number"]), r["state"], value, str(r["epochs"]),
+                      *[_fmt(r["params"].get(k)) for k in keys])
+    Console().print(table)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return "" if v is None else str(v)
+
+
+def plot_best_so_far(rows: list[dict], path: Path) -> Path:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    best, xs, ys = -math.inf, [], []
+    for i, r in enumerate(rows):
+        if r["value"] is not None:
+            colour = {"complete": "C0", "pruned": "0.6"}.get(r["state"], "C3")
+            marker = "o" if r["stage"] == "coarse" else "s"
+            ax.scatter(i, r["value"], color=colour, marker=marker, s=20, zorder=3)
+            if r["state"] == "complete":
+                best = max(best, r["value"])
+        xs.append(i)
+        ys.append(best if best > -math.inf else math.nan)
+    ax.step(xs, ys, where="post", color="C2", label="best so far")
+    ax.set_xlabel("trial (coarse ●, refine ■; grey = pruned)")
+    ax.set_ylabel("val accuracy")
+    ax.set_title("hyperparameter search")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return save_png(fig, path)
+
+
+def report_best(result: SearchResult, run_dir: Path) -> None:
+    note(f"best val_acc {result.best_value:.4f} with " + ", ".join(f"{k}={_fmt(v)}" for k, v in result.best_params.items()))
+    note(f"best config: {run_dir / 'best.yaml'} (train it with `deeprecipe train --config {run_dir / 'best.yaml'}`)")

@@ -1,0 +1,252 @@
+"""The recipe: diagnose on really trained runs, doctor, lr-find, search, and the end-to-end pipeline."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+from torch import nn
+
+from deeprecipe.api import Session, build_model, train
+from deeprecipe.cli import main
+from deeprecipe.config import resolve_config
+from deeprecipe.errors import DeepRecipeError
+from deeprecipe.recipe.diagnose import diagnose
+from deeprecipe.recipe.lr_find import run_lr_find, suggest_lr
+from deeprecipe.recipe.pipeline import run_recipe
+from deeprecipe.recipe.sanity import run_doctor
+from deeprecipe.recipe.search import parse_space, run_search
+
+SMALL_NET = ["model.widths=[16,32]", "model.convs=1", "train.batch_size=64"]
+
+
+def _history(overrides: list[str]) -> list[dict]:
+    trainer = Session.create(resolve_config(None, overrides)).make_trainer(None, show_progress=False)
+    return trainer.fit().history
+
+
+def _failed(checks) -> set[str]:
+    return {c.name for c in checks if c.passed is False}
+
+
+# ------------------------------------------------------------------------------------------ diagnose
+@pytest.fixture(scope="module")
+def tiny_npz(tmp_path_factory, mnist_arrays):
+    """300 images (30 per class): small enough for a big model to memorise."""
+    x, y = mnist_arrays
+    idx = np.concatenate([np.flatnonzero(y == c)[:30] for c in range(10)])
+    path = tmp_path_factory.mktemp("tiny") / "mnist300.npz"
+    np.savez(path, x=x[idx], y=y[idx])
+    return f"npz:{path}"
+
+
+def test_diagnose_overfitting_on_a_big_model_and_200_samples(tiny_npz):
+    history = _history([f"data.spec={tiny_npz}", "data.val_fraction=0.2", "data.test_fraction=0.1", "data.augment=[]",
+                        "model.name=mlp", "model.width=512", "optim.weight_decay=0", "optim.lr=1e-3",
+                        "schedule.name=constant", "train.epochs=12"])
+    assert history[-1]["train_acc"] > 0.97
+    result = diagnose(history)
+    assert result["verdict"] == "overfitting", result
+    assert any("gap" in e for e in result["evidence"])
+    assert any("regularize.label_smoothing" in a for a in result["advice"])
+
+
+def test_diagnose_underfitting_on_a_tiny_model(mnist_small_npz):
+    history = _history([f"data.spec={mnist_small_npz}", "model.widths=[2]", "model.convs=1", "train.epochs=3"])
+    result = diagnose(history, num_classes=10)
+    assert result["verdict"] == "underfitting", result
+    assert any("model" in a for a in result["advice"])
+
+
+def test_diagnose_unstable_on_a_far_too_high_lr(mnist_small_npz):
+    history = _history([f"data.spec={mnist_small_npz}", *SMALL_NET, "train.epochs=3", "optim.lr=3",
+                        "schedule.name=constant"])
+    result = diagnose(history, num_classes=10)
+    assert result["verdict"] == "unstable", result
+    assert any("optim.lr lower" in a for a in result["advice"])
+
+
+def test_diagnose_is_stored_in_the_summary(tmp_path, mnist_small_npz, fast_overrides):
+    summary = train(resolve_config(None, [f"data.spec={mnist_small_npz}", *fast_overrides]), out=tmp_path / "run",
+                    show_progress=False)
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["diagnosis"]["verdict"] == summary["diagnosis"]["verdict"]
+    assert saved["diagnosis"]["advice"]
+
+
+# ------------------------------------------------------------------------------------------ doctor
+@pytest.fixture(scope="module")
+def default_session():
+    return Session.create(resolve_config(None, []))
+
+
+def test_doctor_passes_on_the_default_setup(default_session):
+    checks = run_doctor(default_session)
+    assert [c.name for c in checks] == ["data", "initial loss", "initial predictions", "layer health",
+                                        "overfit 50 samples"]
+    assert all(c.passed for c in checks), [(c.name, c.measured) for c in checks]
+
+
+class _Scaled(nn.Module):
+    def __init__(self, inner: nn.Module, factor: float):
+        super().__init__()
+        self.inner, self.factor = inner, factor
+
+    def forward(self, x):
+        return self.inner(x) * self.factor
+
+
+def test_doctor_flags_logits_scaled_by_100(default_session):
+    s = default_session
+    checks = run_doctor(s, lambda: _Scaled(build_model(s.cfg, 10, s.data.input_shape), 100.0), overfit_steps=30)
+    assert "initial loss" in _failed(checks)
+    assert "data" not in _failed(checks)
+
+
+def test_doctor_flags_a_frozen_model(default_session):
+    s = default_session
+
+    def frozen():
+        model = build_model(s.cfg, 10, s.data.input_shape)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return model
+
+    failed = _failed(run_doctor(s, frozen))
+    assert "overfit 50 samples" in failed and "initial loss" not in failed
+
+
+def test_doctor_flags_a_zero_learning_rate(default_session):
+    s = default_session
+    zero = Session.create(resolve_config(None, ["optim.lr=0"]), data=s.data)
+    failed = _failed(run_doctor(zero, overfit_samples=20, overfit_steps=40))
+    assert failed == {"overfit 20 samples"}
+
+
+def test_doctor_flags_labels_out_of_range(default_session):
+    s = default_session
+    ds = dataclasses.replace(s.data.ds, labels=s.data.ds.labels + 1)
+    shifted = dataclasses.replace(s, data=dataclasses.replace(s.data, ds=ds))
+    checks = run_doctor(shifted)
+    assert _failed(checks) == {"data"}
+    assert "out of range" in checks[0].measured
+
+
+def test_doctor_cli_exit_codes(mnist_small_npz, capsys):
+    assert main(["doctor", "--data", mnist_small_npz, "--lr", "0", "--samples", "10", "--steps", "10"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+    assert main(["doctor", "--data", mnist_small_npz, "--samples", "5"]) == 2
+
+
+# ------------------------------------------------------------------------------------------ lr-find
+def test_suggest_lr_ignores_an_early_spike_and_noise():
+    rng = np.random.default_rng(0)
+    lrs = np.logspace(-6, 0, 100)
+    loss = 2.3 - 2.0 / (1 + np.exp(-(np.log10(lrs) + 3) * 3)) + 5 * (lrs > 0.3) * (lrs - 0.3)
+    loss[3:6] += 4.0                          # a spike among the first steps
+    loss += rng.normal(0, 0.02, loss.shape)
+    suggestion, min_lr, steep = suggest_lr(list(lrs), list(loss))
+    assert 1e-4 < suggestion < 1e-2 and min_lr > suggestion
+
+
+def test_lr_find_stops_on_divergence_and_plots(tmp_path, mnist_small_npz):
+    s = Session.create(resolve_config(None, [f"data.spec={mnist_small_npz}", *SMALL_NET, "optim.name=sgd",
+                                             "optim.momentum=0"]))
+    result = run_lr_find(s, start_lr=1e-4, end_lr=1e4, steps=60)
+    assert result.diverged_at is not None and len(result.lrs) < 60
+    assert result.suggestion is not None and result.suggestion < result.diverged_at
+    assert main(["lr-find", "--data", mnist_small_npz, *sum((["--set", o] for o in SMALL_NET), []), "--steps", "30",
+                 "--out", str(tmp_path / "lrf")]) == 0
+    assert (tmp_path / "lrf" / "lr_find.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_lr_find_suggestion_within_3x_of_the_best_grid_lr():
+    base = ["model.widths=[8,16]", "model.convs=1", "schedule.name=constant", "train.epochs=1"]
+    session = Session.create(resolve_config(None, base))
+    suggestion = run_lr_find(session).suggestion
+    grid = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1]
+    val_loss = {}
+    for lr in grid:
+        s = Session.create(resolve_config(None, base + [f"optim.lr={lr}"]), data=session.data)
+        history = s.make_trainer(None, show_progress=False).fit().history
+        val_loss[lr] = history[-1]["val_loss"] if math.isfinite(history[-1]["val_loss"]) else math.inf
+    best = min(val_loss, key=val_loss.get)
+    assert best / 3 <= suggestion <= best * 3, (suggestion, val_loss)
+
+
+# ------------------------------------------------------------------------------------------ search
+def test_search_space_syntax_errors_name_the_key():
+    base = resolve_config(None, [])
+    assert [p.kind for p in parse_space({"optim.lr": {"log": ["1e-4", 0.1]}, "model.dropout": {"uniform": [0, 0.5]},
+                                         "optim.name": {"choice": ["sgd", "adamw"]},
+                                         "train.batch_size": {"int": [32, 128]}}, base)] == ["log", "uniform", "choice", "int"]
+    bad = {"optim.lr": {"log": [0, 0.1]}, "optim.lrr": {"log": [1e-4, 0.1]}, "optim.lr ": {"range": [1, 2]},
+           "model.dropout": {"uniform": [0.5, 0.1]}, "optim.name": {"choice": ["sgd", "nope"]},
+           "lr": {"log": [1e-4, 1e-1]}, "train.epochs": {"int": [1, 2], "choice": [1]}}
+    for key, spec in bad.items():
+        with pytest.raises(DeepRecipeError) as err:
+            parse_space({key: spec}, base)
+        assert key.strip() in str(err.value) or "search.space" in str(err.value)
+    with pytest.raises(DeepRecipeError):
+        parse_space({}, base)
+
+
+def test_search_coarse_then_refine_shares_a_study(tmp_path, mnist_small_npz):
+    cfg = resolve_config(None, [f"data.spec={mnist_small_npz}", *SMALL_NET,
+                                "search.space={optim.lr: {log: [0.001, 0.05]}, optim.name: {choice: [sgd, adamw]}}",
+                                "search.epochs=1", "search.refine_trials=1", "search.refine_epochs=2"])
+    session = Session.create(cfg)
+    result = run_search(session, tmp_path / "s", trials=2)
+    assert result.stages == {"coarse": 2, "refine": 1}
+    best = resolve_config(str(tmp_path / "s" / "best.yaml"))
+    assert best.optim.lr == pytest.approx(result.best_params["optim.lr"])
+    assert (tmp_path / "s" / "search.png").stat().st_size > 1000
+    # A second worker on the same storage and study name continues the same study.
+    storage = f"sqlite:///{(tmp_path / 's' / 'search.db').resolve()}"
+    run_search(session, tmp_path / "s2", trials=1, storage=storage, study="deeprecipe")
+    assert len(optuna.load_study(study_name="deeprecipe", storage=storage).trials) == 3
+
+
+# ------------------------------------------------------------------------------------------ recipe
+def _sections(html: str) -> list[str]:
+    return [line.split("</h2>")[0] for line in html.split("<h2>")[1:]]
+
+
+def test_recipe_reduced_runs_all_six_steps(tmp_path, mnist_small_npz):
+    out = tmp_path / "r"
+    code = main(["recipe", "--data", mnist_small_npz, "--epochs", "2", "--out", str(out),
+                 *sum((["--set", o] for o in SMALL_NET + ["recipe.trials=1", "recipe.search_epochs=1",
+                                                         "recipe.refine_trials=0", "recipe.overfit_samples=20",
+                                                         "recipe.lr_find_steps=30"]), [])])
+    assert code == 0
+    html = (out / "recipe.html").read_text()
+    sections = _sections(html)
+    assert len(sections) == 6 and not any("skipped" in s for s in sections)
+    assert html.count("data:image/png;base64,") == 3
+    outcome = json.loads((out / "recipe.json").read_text())
+    assert outcome["test_acc"] is not None and (out / "best.yaml").is_file()
+
+
+def test_recipe_stops_early_with_advice(tmp_path, mnist_small_npz):
+    out = tmp_path / "r"
+    code = main(["recipe", "--data", mnist_small_npz, "--lr", "0", "--out", str(out), "--set", "recipe.overfit_steps=20",
+                 *sum((["--set", o] for o in SMALL_NET), [])])
+    assert code == 1
+    outcome = json.loads((out / "recipe.json").read_text())
+    assert outcome["stopped_at"].startswith("2.") and outcome["steps"][1]["advice"]
+    assert sum("skipped" in s for s in _sections((out / "recipe.html").read_text())) == 4
+
+
+@pytest.mark.slow
+def test_recipe_matches_or_beats_default_train(tmp_path):
+    default = train(resolve_config(None, []), out=tmp_path / "default", show_progress=False)
+    outcome = run_recipe(resolve_config(None, []), out=tmp_path / "recipe", show_progress=False)
+    assert outcome["stopped_at"] is None
+    assert outcome["test_acc"] >= min(default["test_acc"], 0.98) - 0.002, (outcome["test_acc"], default["test_acc"])
+    assert len(_sections((tmp_path / "recipe" / "recipe.html").read_text())) == 6
+    assert yaml.safe_load((tmp_path / "recipe" / "best.yaml").read_text())["optim"]["lr"] > 0
