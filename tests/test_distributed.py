@@ -45,3 +45,47 @@ def test_two_process_gloo_training_matches_single_process(tmp_path, mnist_small_
                               "train.epochs=4"])
     assert summary["test_acc"] > 0.8
     assert abs(summary["test_acc"] - single["test_acc"]) < 0.08
+
+
+@pytest.fixture
+def postgres_url():
+    import tempfile
+
+    from pg_server import available, postgres_server
+    pytest.importorskip("psycopg")
+    if not available():
+        pytest.skip("PostgreSQL server binaries (Debian package postgresql) are not installed")
+    workdir = tempfile.mkdtemp(prefix="deeprecipe-pg-")
+    os.chmod(workdir, 0o777)  # the server runs as the postgres user
+    with postgres_server(workdir) as url:
+        yield url
+
+
+def test_two_search_workers_share_one_postgres_study(tmp_path, mnist_small_npz, postgres_url):
+    import optuna
+    space = "search.space={optim.lr: {log: [0.001, 0.05]}}"
+    total = 4
+    workers = [subprocess.Popen([sys.executable, "-m", "deeprecipe", "search", "--data", mnist_small_npz,
+                                 "--trials", str(total), "--storage", postgres_url, "--study", "shared",
+                                 "--out", str(tmp_path / f"w{i}"), "--set", "model.name=lenet5",
+                                 "--set", "search.epochs=1", "--set", "search.pruner=none", "--set", "train.threads=1",
+                                 "--set", space], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+               for i in range(2)]
+    for w in workers:
+        _, err = w.communicate(timeout=600)
+        assert w.returncode == 0, err[-2000:]
+    study = optuna.load_study(study_name="shared", storage=postgres_url)
+    real = [t for t in study.trials if not t.user_attrs.get("over_budget")]
+    assert sorted(t.number for t in real) == list(range(total))         # each trial once, none lost
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in real)
+    lrs = [t.params["optim.lr"] for t in real]
+    assert len(set(lrs)) == total                                       # no trial duplicated
+    best = max(real, key=lambda t: t.value)
+    # The worker that finished last saw every trial, so one of the two best.yaml files holds the study's best.
+    bests = [yaml_load(tmp_path / f"w{i}" / "best.yaml")["optim"]["lr"] for i in range(2)]
+    assert best.params["optim.lr"] in bests
+
+
+def yaml_load(path):
+    import yaml
+    return yaml.safe_load(path.read_text())

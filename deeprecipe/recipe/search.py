@@ -177,6 +177,27 @@ def open_study(storage: str, name: str, epochs: int, pruner: str):
                               "give a SQLAlchemy URL such as sqlite:///search.db or postgresql://user@host/db") from None
 
 
+def optimize_shared(study, objective, total: int) -> None:
+    """Run trials until the STUDY holds `total` of them, however many workers share it.
+
+    Several processes (on one or many machines) may call this on one study in a shared database. Optuna
+    numbers trials atomically in the storage, so a trial numbered past the budget is a worker arriving late:
+    it is marked pruned at once without training, and the worker stops.
+    """
+    import optuna
+
+    def guarded(trial):
+        if trial.number >= total:
+            trial.set_user_attr("over_budget", True)
+            trial.study.stop()
+            raise optuna.TrialPruned("the study's trial budget is already used")
+        return objective(trial)
+
+    done = sum(1 for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("over_budget"))
+    if done < total:
+        study.optimize(guarded, n_trials=total - done)
+
+
 @dataclass
 class SearchResult:
     best_params: dict[str, Any]
@@ -199,7 +220,7 @@ def run_search(session: Session, run_dir: Path, trials: int | None = None, stora
     coarse = open_study(storage, name, scfg.epochs, scfg.pruner)
     for values in enqueue or []:
         coarse.enqueue_trial({k: v for k, v in values.items() if k in {p.key for p in params}}, skip_if_exists=True)
-    coarse.optimize(objective_for(session, params, scfg.epochs), n_trials=trials or scfg.trials)
+    optimize_shared(coarse, objective_for(session, params, scfg.epochs), trials or scfg.trials)
     best_study, stages = coarse, {"coarse": trials or scfg.trials}
     if scfg.refine_trials:
         best = _best_trial(coarse)
@@ -209,7 +230,7 @@ def run_search(session: Session, run_dir: Path, trials: int | None = None, stora
         epochs = scfg.refine_epochs or 2 * scfg.epochs
         refine = open_study(storage, f"{name}-refine", epochs, scfg.pruner)
         refine.enqueue_trial({k: v for k, v in best.params.items() if k not in fixed}, skip_if_exists=True)
-        refine.optimize(objective_for(session, narrow, epochs, fixed), n_trials=scfg.refine_trials)
+        optimize_shared(refine, objective_for(session, narrow, epochs, fixed), scfg.refine_trials)
         best_study, stages["refine"] = refine, scfg.refine_trials
         refine.set_user_attr("fixed", fixed)
     best = _best_trial(best_study)
@@ -235,6 +256,8 @@ def _best_trial(study):
 def trial_rows(study, stage: str) -> list[dict]:
     rows = []
     for t in study.trials:
+        if t.user_attrs.get("over_budget"):
+            continue  # a late worker's placeholder, never trained
         value = t.value if t.value is not None else (max(t.intermediate_values.values()) if t.intermediate_values else None)
         rows.append({"stage": stage, "number": t.number, "state": t.state.name.lower(), "value": value,
                      "epochs": len(t.intermediate_values), "params": dict(t.params),
