@@ -33,7 +33,7 @@ TINY = {
     **{f"{kind}{d}": (dict(width=4), 3, 16) for d in (20, 32, 44, 56, 110) for kind in ("resnet", "plain")},
 }
 # The full knob sweep runs on one model per family and block kind by default; the rest are slow.
-SWEEP = ["mlp", "lenet5", "alexnet_small", "vgg11_bn", "vgglike", "resnet18", "resnet50", "resnet20", "plain20"]
+SWEEP = ["mlp", "lenet5", "alexnet_small", "vgg11_bn", "vgglike", "resnet20", "plain20"]
 
 
 def n_params(model: nn.Module) -> int:
