@@ -206,22 +206,35 @@ def cmd_augment(args) -> int:
 
 # ==== models (issue 4) ===========================================================================
 def _setup_models(p):
-    p.add_argument("name", nargs="?")
+    p.add_argument("name", nargs="?", help="show this model's layer table instead of the list")
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--in-chans", type=int, default=3)
-    p.add_argument("--input-size", type=int, default=32)
+    p.add_argument("--input-size", type=int, default=32, help="image side in pixels for shapes and FLOPs")
+    p.add_argument("--family", help="list only this family (alexnet, vgg, resnet, mlp, lenet, convnet)")
+    p.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE", dest="knobs",
+                   help="model knob for the layer table, e.g. --set norm=group (repeatable)")
 
 
-@command("models", "list models, or show one", _setup_models)
+@command("models", "list models with params and FLOPs, or show one model's layers", _setup_models)
 def cmd_models(args) -> int:
-    from .models import create_model, list_models
+    import yaml
+    from .models import summary
+    for value, flag in ((args.num_classes, "--num-classes"), (args.in_chans, "--in-chans"), (args.input_size, "--input-size")):
+        if value < 1:
+            raise DeepRecipeError(f"{flag} {value} must be at least 1", f"e.g. {flag} 10")
     if args.name:
-        model = create_model(args.name, num_classes=args.num_classes, in_chans=args.in_chans, input_size=args.input_size)
-        print(model)
-        print(f"params: {sum(p.numel() for p in model.parameters()):,}")
+        bad = [kv for kv in args.knobs if "=" not in kv]
+        if bad:
+            raise DeepRecipeError(f"--set {bad[0]!r} is not KNOB=VALUE", "e.g. --set norm=group")
+        knobs = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.knobs)}
+        model = summary.build_on_meta(args.name, args.num_classes, args.in_chans, args.input_size, **knobs)
+        print(summary.format_layers(summary.layer_table(model, args.in_chans, args.input_size), model,
+                                    args.in_chans, args.input_size))
         return 0
-    for name in list_models():
-        print(name)
+    rows = summary.model_rows(args.num_classes, args.in_chans, args.input_size, args.family)
+    if not rows:
+        raise DeepRecipeError(f"no models in family {args.family!r}", "run `deeprecipe models` for all families")
+    print(summary.format_models(rows, args.in_chans, args.input_size))
     return 0
 
 

@@ -1,4 +1,8 @@
-"""Factories for the knobs every family shares: normalisation, activation, dropout, init."""
+"""Factories for the knobs every family shares: normalisation, activation, dropout, init.
+
+Families call these instead of building layers themselves, so every knob means the same thing in
+every model: `norm2d`/`norm1d`, `activation`, `dropout_layer` / `linear` (DropConnect), `init_weights`.
+"""
 from __future__ import annotations
 
 import math
@@ -14,6 +18,7 @@ ACTIVATIONS = {
     "leaky_relu": lambda: nn.LeakyReLU(0.01, inplace=True), "elu": lambda: nn.ELU(inplace=True),
     "selu": lambda: nn.SELU(inplace=True), "gelu": nn.GELU, "silu": lambda: nn.SiLU(inplace=True),
 }
+DROPOUTS = ("standard", "spatial", "dropconnect")
 INITS = ("default", "xavier", "xavier_normal", "xavier_uniform", "he", "he_normal", "he_uniform",
          "lecun", "lecun_normal", "lecun_uniform")
 
@@ -88,3 +93,64 @@ def check_dropout(rate: float | None) -> float:
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"dropout {rate} must be in [0, 1)")
     return rate
+
+
+def check_dropout_kind(kind: str | None, allowed: tuple[str, ...] = DROPOUTS) -> str:
+    """'standard' (inverted dropout on activations), 'spatial' (drop whole channels of feature maps),
+    'dropconnect' (drop weights of fully connected layers). 'channel' is an alias of 'spatial'."""
+    kind = "standard" if kind is None else str(kind).lower()
+    kind = "spatial" if kind == "channel" else kind
+    return _choice("dropout_kind", kind, allowed)
+
+
+def dropout_layer(kind: str, rate: float, where: str) -> nn.Module:
+    """The dropout module for a position: `where` is 'features' (after conv stages, spatial dropout
+    acts there) or 'vector' (between fully connected layers, standard dropout acts there).
+    Returns nn.Identity when the chosen kind does not act at that position, so that layer indices
+    (and state-dict keys) stay the same whatever the knob says."""
+    if rate == 0.0:
+        return nn.Identity()
+    if where == "features" and kind == "spatial":
+        return nn.Dropout2d(rate)
+    if where == "vector" and kind == "standard":
+        return nn.Dropout(rate)
+    return nn.Identity()
+
+
+class DropConnectLinear(nn.Linear):
+    """nn.Linear whose weights are dropped during training (Wan et al. 2013, DropConnect).
+
+    One Bernoulli(1-p) mask per forward pass, scaled by 1/(1-p) like inverted dropout, so eval uses
+    the plain weights (the mean network) instead of the paper's sampled Gaussian inference.
+    """
+
+    def __init__(self, in_features: int, out_features: int, p: float, bias: bool = True):
+        super().__init__(in_features, out_features, bias=bias)
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return super().forward(x)
+        keep = torch.empty_like(self.weight).bernoulli_(1.0 - self.p)
+        return nn.functional.linear(x, self.weight * keep / (1.0 - self.p), self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, p={self.p}"
+
+
+def linear(in_features: int, out_features: int, dropout_kind: str = "standard", rate: float = 0.0) -> nn.Linear:
+    """A hidden fully connected layer: DropConnectLinear when the dropout kind is 'dropconnect'."""
+    if dropout_kind == "dropconnect" and rate > 0.0:
+        return DropConnectLinear(in_features, out_features, rate)
+    return nn.Linear(in_features, out_features)
+
+
+def conv_out(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
+    """Spatial size after a convolution or pooling window (floor mode)."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def check_input_size(model_name: str, input_size: int | None, minimum: int, hint: str = "") -> None:
+    if input_size is not None and input_size < minimum:
+        raise ValueError(f"input_size {input_size} is too small for {model_name} (needs ≥ {minimum} px)"
+                         + (f"; {hint}" if hint else ""))

@@ -3,6 +3,8 @@
 For 28×28 inputs the first convolution pads by 2, as is usual for MNIST, so the 5×5×16 map feeding
 C5 matches the paper's 32×32 layout. Max-pooling and ReLU are the modern defaults; the paper's
 average pooling and tanh are one knob away (`pool="avg"`, `activation="tanh"`).
+Dropout kinds: 'standard' between the fully connected layers, 'spatial' after each conv stage,
+'dropconnect' on the weights of fc1 and fc2.
 """
 from __future__ import annotations
 
@@ -11,30 +13,34 @@ from collections import OrderedDict
 from torch import nn
 
 from .base import Classifier
-from .layers import activation as make_act, check_dropout, init_weights, norm2d, norm1d
+from .layers import (activation as make_act, check_dropout, check_dropout_kind, conv_out, dropout_layer, init_weights,
+                     linear, norm1d, norm2d)
 from .registry import register_model
 
 
 class LeNet5(Classifier):
     def __init__(self, num_classes: int = 10, in_chans: int = 1, input_size: int = 28, norm: str | None = None,
-                 activation: str | None = "relu", dropout: float = 0.0, init: str | None = None, pool: str = "max"):
+                 activation: str | None = "relu", dropout: float = 0.0, init: str | None = None, pool: str = "max",
+                 dropout_kind: str = "standard"):
         if pool not in ("max", "avg"):
             raise ValueError("pool must be 'max' or 'avg'")
         pool_layer = nn.MaxPool2d if pool == "max" else nn.AvgPool2d
         pad = 2 if input_size < 32 else 0
-        size = (input_size + 2 * pad - 4) // 2
-        size = (size - 4) // 2
+        size = conv_out(conv_out(input_size, 5, 1, pad), 2, 2)
+        size = conv_out(conv_out(size, 5), 2, 2)
         if size < 1:
             raise ValueError(f"input_size {input_size} is too small for LeNet-5 (need ≥ 12)")
-        stages = OrderedDict(
-            conv1=nn.Sequential(nn.Conv2d(in_chans, 6, 5, padding=pad), norm2d(norm, 6), make_act(activation), pool_layer(2)),
-            conv2=nn.Sequential(nn.Conv2d(6, 16, 5), norm2d(norm, 16), make_act(activation), pool_layer(2)),
-            flatten=nn.Flatten(),
-            fc1=nn.Sequential(nn.Linear(16 * size * size, 120), norm1d(norm, 120), make_act(activation),
-                              *([nn.Dropout(dropout)] if dropout else [])),
-            fc2=nn.Sequential(nn.Linear(120, 84), norm1d(norm, 84), make_act(activation),
-                              *([nn.Dropout(dropout)] if dropout else [])),
-        )
+
+        def conv_stage(c_in, c_out, padding):
+            return nn.Sequential(nn.Conv2d(c_in, c_out, 5, padding=padding), norm2d(norm, c_out), make_act(activation),
+                                 pool_layer(2), dropout_layer(dropout_kind, dropout, "features"))
+
+        def fc_stage(f_in, f_out):
+            return nn.Sequential(linear(f_in, f_out, dropout_kind, dropout), norm1d(norm, f_out), make_act(activation),
+                                 dropout_layer(dropout_kind, dropout, "vector"))
+
+        stages = OrderedDict(conv1=conv_stage(in_chans, 6, pad), conv2=conv_stage(6, 16, 0), flatten=nn.Flatten(),
+                             fc1=fc_stage(16 * size * size, 120), fc2=fc_stage(120, 84))
         super().__init__(stages, nn.Identity(), nn.Linear(84, num_classes))
         init_weights(self, init)
 
@@ -42,5 +48,6 @@ class LeNet5(Classifier):
 @register_model
 def lenet5(num_classes: int = 10, in_chans: int = 1, input_size: int = 28, norm: str | None = None,
            activation: str | None = "relu", dropout: float | None = 0.0, init: str | None = None,
-           pool: str = "max") -> LeNet5:
-    return LeNet5(num_classes, in_chans, input_size, norm, activation, check_dropout(dropout), init, pool)
+           pool: str = "max", dropout_kind: str | None = "standard") -> LeNet5:
+    return LeNet5(num_classes, in_chans, input_size, norm, activation, check_dropout(dropout), init, pool,
+                  check_dropout_kind(dropout_kind))
