@@ -206,9 +206,12 @@ def test_search_coarse_then_refine_shares_a_study(tmp_path, mnist_small_npz):
     best = resolve_config(str(tmp_path / "s" / "best.yaml"))
     assert best.optim.lr == pytest.approx(result.best_params["optim.lr"])
     assert (tmp_path / "s" / "search.png").stat().st_size > 1000
-    # A second worker on the same storage and study name continues the same study.
+    # A second worker on the same storage and study name continues the same study up to its trial budget
+    # (--trials is the study's total, shared by all its workers).
     storage = f"sqlite:///{(tmp_path / 's' / 'search.db').resolve()}"
-    run_search(session, tmp_path / "s2", trials=1, storage=storage, study="deeprecipe")
+    run_search(session, tmp_path / "s2", trials=3, storage=storage, study="deeprecipe")
+    assert len(optuna.load_study(study_name="deeprecipe", storage=storage).trials) == 3
+    run_search(session, tmp_path / "s3", trials=3, storage=storage, study="deeprecipe")  # budget used: no new trial
     assert len(optuna.load_study(study_name="deeprecipe", storage=storage).trials) == 3
 
 

@@ -193,7 +193,8 @@ def optimize_shared(study, objective, total: int) -> None:
             raise optuna.TrialPruned("the study's trial budget is already used")
         return objective(trial)
 
-    done = sum(1 for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("over_budget"))
+    waiting = optuna.trial.TrialState.WAITING  # enqueued, not yet run: they are part of this budget
+    done = sum(1 for t in study.get_trials(deepcopy=False) if t.state != waiting and not t.user_attrs.get("over_budget"))
     if done < total:
         study.optimize(guarded, n_trials=total - done)
 
