@@ -88,7 +88,7 @@ def build_model(cfg: Config, num_classes: int, input_shape) -> torch.nn.Module:
             from .models.transfer import load_pretrained
         except ImportError:
             raise DeepRecipeError("model.pretrained needs the transfer module", "update deeprecipe") from None
-        load_pretrained(model, cfg.model.pretrained)
+        load_pretrained(model, cfg.model.pretrained, model_name=cfg.model.name)
     return model
 
 
@@ -157,8 +157,15 @@ class Session:
         train_loader = self.data.loader("train", cfg, self.device, train=True, channels_last=self.channels_last)
         val_loader = (self.data.loader("val", cfg, self.device, channels_last=self.channels_last)
                       if len(self.data.splits["val"]) else None)
-        return trainer_cls(model, cfg, train_loader, val_loader, run_dir, self.device, run_meta(cfg, self.data),
-                           precision=self.precision, show_progress=show_progress, **kw)
+        from .models.transfer import plan_transfer
+        plan = plan_transfer(model, cfg)
+        if cfg.distill.teacher and trainer_cls is Trainer:
+            from .train.distill import DistillTrainer
+            trainer_cls = DistillTrainer
+        trainer = trainer_cls(model, cfg, train_loader, val_loader, run_dir, self.device, run_meta(cfg, self.data),
+                              precision=self.precision, show_progress=show_progress, lr_scale=plan.lr_scale or None, **kw)
+        plan.attach(trainer)  # freezes stages once the optimizer holds every parameter
+        return trainer
 
 
 def _as_config(config: Config | dict | str | Path | None, overrides: list[str] | None = None) -> Config:
@@ -238,6 +245,8 @@ def finish_run(trainer: Trainer, session: Session, run_dir: Path, train_seconds:
     if len(session.data.classes) > 5:
         summary["test_top5"] = topk_correct(logits, labels, 5) / max(1, labels.numel())
     summary.update(classification_summary(probs, labels.numpy(), session.data.classes))
+    if hasattr(trainer, "extra_summary"):  # e.g. distillation: the teacher's accuracy on the same split
+        summary.update(trainer.extra_summary(loader))
     summary["diagnosis"] = diagnose_history(history)
     write_json(run_dir / "summary.json", summary)
     np.savez_compressed(run_dir / "test_predictions.npz", probs=probs.astype(np.float32), labels=labels.numpy(),
