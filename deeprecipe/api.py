@@ -88,7 +88,7 @@ def build_model(cfg: Config, num_classes: int, input_shape) -> torch.nn.Module:
             from .models.transfer import load_pretrained
         except ImportError:
             raise DeepRecipeError("model.pretrained needs the transfer module", "update deeprecipe") from None
-        load_pretrained(model, cfg.model.pretrained, model_name=cfg.model.name)
+        load_pretrained(model, cfg.model.pretrained, model_name=cfg.model.name, new_head=cfg.transfer.new_head)
     return model
 
 

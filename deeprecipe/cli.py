@@ -162,9 +162,38 @@ def cmd_models(args) -> int:
 
 
 # ==== transfer, features, distillation (issue 7) =================================================
+def _setup_features(p):
+    p.add_argument("run")
+    p.add_argument("--stage", required=True, help="stage to tap (see `deeprecipe models NAME`), e.g. stage3")
+    p.add_argument("--data", required=True, help="data spec to embed, e.g. builtin:mnist5k or a folder")
+    p.add_argument("--out", help="npz file to write (default features-STAGE.npz)")
+
+
+@command("features", "embeddings of a run's stage for a dataset, to npz", _setup_features)
+def cmd_features(args) -> int:
+    from .models.transfer import features_to_npz
+    out = args.out or f"features-{args.stage}.npz"
+    info = features_to_npz(args.run, args.stage, args.data, out)
+    print(json.dumps(info))
+    return 0
 
 
 # ==== experiments (issue 8) ======================================================================
+def _setup_experiment(p):
+    p.add_argument("name", nargs="?", help="experiment to run; omit to list them")
+    p.add_argument("--quick", action="store_true", help="a smaller, faster version")
+    p.add_argument("--out", help="folder for its table and plot (default experiments/NAME)")
+
+
+@command("experiment", "run a built-in demonstration experiment", _setup_experiment)
+def cmd_experiment(args) -> int:
+    from .experiments.registry import list_experiments, run_experiment
+    if not args.name:
+        for name in list_experiments():
+            print(name)
+        return 0
+    run_experiment(args.name, quick=args.quick, out=args.out or f"experiments/{args.name}")
+    return 0
 
 
 # ==== reports, runs, export (issue 11) ===========================================================

@@ -136,6 +136,8 @@ class TransferConfig(_Section):
     lr_factor: float = Field(1.0, gt=0.0, le=1.0,
                              description="each earlier stage trains at this factor of the next stage's lr")
     unfreeze_every: int = Field(1, ge=1, description="for 'gradual': epochs between unfreezing one more stage")
+    new_head: bool = Field(True, description="start the classifier afresh on pretrained weights (false: keep it "
+                                             "when the class count matches, to continue training on the same classes)")
 
     @field_validator("strategy")
     @classmethod

@@ -102,8 +102,10 @@ def head_prefix(model: nn.Module) -> str:
     return names[id(layer)] + "."
 
 
-def load_pretrained(model: nn.Module, path: str | Path, model_name: str | None = None, verbose: bool = True) -> LoadReport:
-    """Copy matching weights from `path` into `model`; the head stays new when the class count differs."""
+def load_pretrained(model: nn.Module, path: str | Path, model_name: str | None = None, new_head: bool = True,
+                    verbose: bool = True) -> LoadReport:
+    """Copy matching weights from `path` into `model`. The head stays freshly initialised when `new_head`
+    (a new task) or when the class count differs."""
     state, kind = read_state_dict(path)
     state = to_deeprecipe_names(model, state, model_name or getattr(model, "name", None))
     own = model.state_dict()
@@ -127,7 +129,7 @@ def load_pretrained(model: nn.Module, path: str | Path, model_name: str | None =
         shown = "; ".join(problems[:8]) + (f"; … {len(problems) - 8} more" if len(problems) > 8 else "")
         raise DeepRecipeError(f"model.pretrained {path} does not fit this model ({len(problems)} layer(s)): {shown}",
                               "use weights of the same architecture and knobs (model.name, widths, in_chans, …)")
-    if any(k.startswith(head) for k in report.missing):
+    if new_head or any(k.startswith(head) for k in report.missing):
         report.head_replaced = True
     if report.head_replaced:  # a head for another label set: keep it freshly initialised
         usable = {k: v for k, v in usable.items() if not k.startswith(head)}
@@ -135,7 +137,7 @@ def load_pretrained(model: nn.Module, path: str | Path, model_name: str | None =
     report.loaded = len(usable)
     if verbose:
         note(f"pretrained: {report.loaded} tensors from {path} ({kind})"
-             + ("; new head for this class count" if report.head_replaced else ""))
+             + ("; new head" if report.head_replaced else ""))
     return report
 
 
@@ -262,3 +264,26 @@ def extract_features(model: nn.Module, stage: str, batches) -> torch.Tensor:
     finally:
         handle.remove()
     return torch.cat(captured) if captured else torch.empty(0, 0)
+
+
+def features_to_npz(run: str | Path, stage: str, data: str, out: str | Path, batch_size: int = 256) -> dict:
+    """Embed every image of a data spec with a trained run's stage; write features, labels, classes to npz."""
+    import io
+
+    import numpy as np
+
+    from ..api import load_run
+    from ..data.sources import load_source
+    from ..progress import track
+    from ..utils import atomic_write_bytes
+    loaded = load_run(run)
+    ds = load_source(data)
+    starts = range(0, len(ds), batch_size)
+    batches = (loaded.normalize(ds.images[i:i + batch_size]) for i in track(starts, f"features {stage}", len(starts)))
+    feats = extract_features(loaded.model, stage, batches)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, features=feats.numpy().astype(np.float32), labels=ds.labels.numpy(),
+                        classes=np.array(ds.classes, dtype=str))
+    atomic_write_bytes(out, buf.getvalue())
+    return {"out": str(out), "n": int(feats.shape[0]), "dim": int(feats.shape[1]) if feats.ndim == 2 else 0,
+            "stage": stage, "data": data}
