@@ -205,7 +205,8 @@ def test_distilled_student_beats_student_alone(tmp_path, mnist_arrays):
     teacher_data = _npz(tmp_path / "teacher.npz", x[rest], y[rest])
     student_data = _npz(tmp_path / "student.npz", x[student_idx], y[student_idx])
     teacher = tmp_path / "teacher"
-    train(overrides=[f"data.spec={teacher_data}", "train.epochs=5", *SMALL], out=teacher, show_progress=False)
+    train(overrides=[f"data.spec={teacher_data}", "train.epochs=4", "model.widths=[8,16,32]", "model.convs=1"],
+          out=teacher, show_progress=False)
     common = [f"data.spec={student_data}", "data.val_fraction=0", "data.test_fraction=0.6", "model.name=mlp",
               "model.depth=1", "model.width=32", "train.epochs=12", "train.batch_size=32"]
     gains = []

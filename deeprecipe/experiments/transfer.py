@@ -20,7 +20,7 @@ from .registry import register_experiment
 METHODS = {  # name -> (uses pretrained weights, transfer section, lr multiplier)
     "scratch": (False, {"strategy": "finetune_all"}, 1.0),
     "linear_probe": (True, {"strategy": "linear_probe"}, 10.0),  # a head on fixed features takes a larger lr
-    "finetune": (True, {"strategy": "finetune_all", "lr_factor": 0.5}, 1.0),  # gentler on the early stages
+    "finetune": (True, {"strategy": "finetune_all"}, 1.0),
 }
 SOURCE_CLASSES, TARGET_CLASSES = range(0, 5), range(5, 10)
 
