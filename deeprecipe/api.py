@@ -101,7 +101,7 @@ def build_model(cfg: Config, num_classes: int, input_shape) -> torch.nn.Module:
             from .models.transfer import load_pretrained
         except ImportError:
             raise DeepRecipeError("model.pretrained needs the transfer module", "update deeprecipe") from None
-        load_pretrained(model, cfg.model.pretrained)
+        load_pretrained(model, cfg.model.pretrained, model_name=cfg.model.name, new_head=cfg.transfer.new_head)
     return model
 
 
@@ -176,10 +176,17 @@ class Session:
                                         rank=self.dist.rank, world_size=self.dist.world_size)
         val_loader = (self.data.loader("val", cfg, self.device, channels_last=self.channels_last)
                       if len(self.data.splits["val"]) else None)
+        from .models.transfer import plan_transfer
+        plan = plan_transfer(model, cfg)
+        if cfg.distill.teacher and trainer_cls is Trainer:
+            from .train.distill import DistillTrainer
+            trainer_cls = DistillTrainer
         # Rank 0 alone writes logs and checkpoints; the other ranks train without a run folder.
         trainer = trainer_cls(model, cfg, train_loader, val_loader, run_dir if self.dist.is_main else None, self.device,
                               run_meta(cfg, self.data), precision=self.precision,
-                              show_progress=show_progress and self.dist.is_main, dist=self.dist, **kw)
+                              show_progress=show_progress and self.dist.is_main, dist=self.dist,
+                              lr_scale=plan.lr_scale or None, **kw)
+        plan.attach(trainer)  # freezes stages once the optimizer holds every parameter
         if cfg.log.tensorboard:
             from .tblog import attach_tensorboard
             attach_tensorboard(trainer)
@@ -306,6 +313,8 @@ def finish_run(trainer: Trainer, session: Session, run_dir: Path, train_seconds:
     if len(session.data.classes) > 5:
         summary["test_top5"] = topk_correct(logits, labels, 5) / max(1, labels.numel())
     summary.update(classification_summary(probs, labels.numpy(), session.data.classes))
+    if hasattr(trainer, "extra_summary"):  # e.g. distillation: the teacher's accuracy on the same split
+        summary.update(trainer.extra_summary(loader))
     summary["diagnosis"] = diagnose_history(history)
     write_json(run_dir / "summary.json", summary)
     np.savez_compressed(run_dir / "test_predictions.npz", probs=probs.astype(np.float32), labels=labels.numpy(),

@@ -315,9 +315,39 @@ def cmd_recipe(args) -> int:
 
 
 # ==== transfer, features, distillation (issue 7) =================================================
+def _setup_features(p):
+    p.add_argument("run")
+    p.add_argument("--stage", required=True, help="stage to tap (see `deeprecipe models NAME`), e.g. stage3")
+    p.add_argument("--data", required=True, help="data spec to embed, e.g. builtin:mnist5k or a folder")
+    p.add_argument("--out", help="npz file to write (default features-STAGE.npz)")
+
+
+@command("features", "embeddings of a run's stage for a dataset, to npz", _setup_features)
+def cmd_features(args) -> int:
+    from .models.transfer import features_to_npz
+    out = args.out or f"features-{args.stage}.npz"
+    info = features_to_npz(args.run, args.stage, args.data, out)
+    print(json.dumps(info))
+    return 0
 
 
 # ==== experiments (issue 8) ======================================================================
+def _setup_experiment(p):
+    p.add_argument("name", nargs="?", help="experiment to run; omit to list them")
+    p.add_argument("--quick", action="store_true", help="a smaller, faster version")
+    p.add_argument("--out", help="folder for its table and plot (default runs/experiments/NAME-<time>)")
+
+
+@command("experiment", "run a built-in reproduction of a well-known result (table, plot, conclusion)", _setup_experiment)
+def cmd_experiment(args) -> int:
+    from .experiments.registry import list_experiments, print_result, run_experiment
+    if not args.name:
+        for exp in list_experiments():
+            print(f"{exp.name:>15}  {exp.claim}")
+        return 0
+    result, out = run_experiment(args.name, quick=args.quick, out=args.out)
+    print_result(args.name, result, out)
+    return 0
 
 
 # ==== reports, runs, export (issue 11) ===========================================================

@@ -148,6 +148,29 @@ class LogConfig(_Section):
     steps_every: int = Field(10, ge=1, description="log every Nth step to steps.jsonl")
 
 
+class TransferConfig(_Section):
+    strategy: str = Field("finetune_all", description="finetune_all | linear_probe | finetune_last:N | gradual")
+    lr_factor: float = Field(1.0, gt=0.0, le=1.0,
+                             description="each earlier stage trains at this factor of the next stage's lr")
+    unfreeze_every: int = Field(1, ge=1, description="for 'gradual': epochs between unfreezing one more stage")
+    new_head: bool = Field(True, description="start the classifier afresh on pretrained weights (false: keep it "
+                                             "when the class count matches, to continue training on the same classes)")
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy(cls, v):
+        head, _, n = v.partition(":")
+        if v in ("finetune_all", "linear_probe", "gradual") or (head == "finetune_last" and n.isdigit() and int(n) >= 1):
+            return v
+        raise ValueError("must be finetune_all, linear_probe, finetune_last:N (N ≥ 1) or gradual")
+
+
+class DistillConfig(_Section):
+    teacher: str | None = Field(None, description="run folder or checkpoint of the teacher")
+    temperature: float = Field(4.0, gt=0.0)
+    alpha: float = Field(0.7, ge=0.0, le=1.0, description="weight of the soft (teacher) loss")
+
+
 class Config(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -158,6 +181,8 @@ class Config(_Section):
     search: SearchConfig = Field(default_factory=SearchConfig)
     recipe: RecipeConfig = Field(default_factory=RecipeConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    transfer: TransferConfig = Field(default_factory=TransferConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
