@@ -201,9 +201,17 @@ def train(config: Config | dict | str | Path | None = None, out: str | Path | No
              f"({count_params(trainer.model):,} params) on {session.device.type} {session.precision}"
              f"{' channels_last' if session.channels_last else ''}")
     t0 = time.perf_counter()
-    state = trainer.fit()
+    if cfg.data.unlabeled:  # semi-supervised: teacher–student pseudo-label rounds (issue 13)
+        from .labelling.pseudo import fit_with_pseudo_labels
+        trainer, pseudo_rounds = fit_with_pseudo_labels(session, run_dir, show_progress)
+        state = trainer.state
+    else:
+        state, pseudo_rounds = trainer.fit(), None
     train_seconds = sum(r["seconds"] for r in state.history) if state.history else time.perf_counter() - t0
     summary = finish_run(trainer, session, run_dir, train_seconds)
+    if pseudo_rounds is not None:
+        summary["pseudo"] = pseudo_rounds
+        write_json(run_dir / "summary.json", summary)
     if show_progress:
         print_summary(summary)
     return summary

@@ -131,6 +131,12 @@ class LogConfig(_Section):
     steps_every: int = Field(10, ge=1, description="log every Nth step to steps.jsonl")
 
 
+class PseudoConfig(_Section):
+    """Pseudo-labelling of data.unlabeled (deeprecipe.labelling.pseudo): teacher–student rounds."""
+    threshold: float = Field(0.95, gt=0.0, le=1.0, description="take an unlabelled image when the teacher is this sure")
+    rounds: int = Field(2, ge=0, description="teacher → student rounds after the first teacher")
+
+
 class Config(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -140,6 +146,7 @@ class Config(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    pseudo: PseudoConfig = Field(default_factory=PseudoConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
