@@ -239,14 +239,22 @@ def train(config: Config | dict | str | Path | None = None, out: str | Path | No
              f"({count_params(trainer.model):,} params) on {session.device.type} {session.precision}"
              f"{' channels_last' if session.channels_last else ''}")
     t0 = time.perf_counter()
-    state = trainer.fit()
+    if cfg.data.unlabeled:  # semi-supervised: teacher–student pseudo-label rounds (issue 13)
+        from .labelling.pseudo import fit_with_pseudo_labels
+        trainer, pseudo_rounds = fit_with_pseudo_labels(session, run_dir, show_progress)
+        state = trainer.state
+    else:
+        state, pseudo_rounds = trainer.fit(), None
     train_seconds = sum(r["seconds"] for r in state.history) if state.history else time.perf_counter() - t0
     if not session.dist.is_main:  # rank 0 evaluates and writes the summary
         shutdown(session.dist)
         return {}
     summary = finish_run(trainer, session, run_dir, train_seconds)
+    if pseudo_rounds is not None:
+        summary["pseudo"] = pseudo_rounds
     if session.dist.enabled:
         summary["world_size"] = session.dist.world_size
+    if pseudo_rounds is not None or session.dist.enabled:
         write_json(run_dir / "summary.json", summary)
     shutdown(session.dist)
     if show_progress:
@@ -438,7 +446,7 @@ def evaluate(run: str | Path, data: str | None = None, tta: str | None = None) -
 
 def evaluate_ensemble(runs: list[str | Path], data: str | None = None) -> dict:
     """Several runs as one ensemble (softmax probabilities averaged), reported beside each member."""
-    members, probs, labels, where = [], [], None, None
+    members, probs, labels, classes, where = [], [], None, None, None
     for run in runs:
         loaded = load_run(run)
         images, y, w = _evaluation_images(loaded, data)

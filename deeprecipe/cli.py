@@ -407,6 +407,67 @@ def cmd_export(args) -> int:
 
 
 # ==== labelling help: audit, project, explain (issue 13) =========================================
+def _setup_audit(p):
+    p.add_argument("run")
+    p.add_argument("--data", required=True, help="data spec whose labels to audit (training and test images)")
+    p.add_argument("--folds", type=int, default=5, help="k of the out-of-fold scoring (StratifiedKFold)")
+    p.add_argument("--epochs", type=int, help="epochs per fold model (default: the run's)")
+    p.add_argument("--top", type=int, default=100, help="suspects shown on the HTML page")
+    p.add_argument("--out", help="folder for audit.csv and audit.html (default RUN/audit)")
+    p.add_argument("--relabel", metavar="CSV", help="apply corrections (index or path, new label) instead of auditing")
+
+
+@command("audit", "rank images by how likely their label is wrong (out-of-fold); or apply corrections", _setup_audit)
+def cmd_audit(args) -> int:
+    from pathlib import Path
+    from .api import load_run
+    from .labelling.audit import audit, load_audit_data, relabel, write_audit
+    out = Path(args.out or Path(args.run) / "audit")
+    if args.relabel:
+        loaded = load_run(args.run)
+        ds = load_audit_data(loaded.classes, args.data, loaded.input_shape)
+        spec, changed = relabel(ds, args.relabel, out / "relabelled.npz")
+        print(f"changed {changed} label(s); train on the corrected copy with --data {spec}")
+        return 0
+    result, ds = audit(args.run, args.data, folds=args.folds, epochs=args.epochs)
+    paths = write_audit(result, ds, out, top=args.top)
+    print(f"ranked {len(result.order)} images; wrote {paths['csv']} and {paths['html']}")
+    return 0
+
+
+def _setup_project(p):
+    p.add_argument("run")
+    p.add_argument("--data", required=True)
+    p.add_argument("--method", choices=["tsne", "umap"], default="tsne")
+    p.add_argument("--limit", type=int, default=2000, help="project a stratified sample of at most this many images")
+    p.add_argument("--suspects", metavar="AUDIT_CSV", help="ring the top suspects of an audit.csv")
+    p.add_argument("--out", help="folder for the PNG and HTML (default RUN/projection)")
+
+
+@command("project", "2-D map of the learned features (PNG + interactive HTML)", _setup_project)
+def cmd_project(args) -> int:
+    from pathlib import Path
+    from .labelling.project import project, write_projection
+    proj, ds, images = project(args.run, args.data, args.method, limit=args.limit, suspects=args.suspects)
+    paths = write_projection(proj, ds.classes, images, Path(args.out or Path(args.run) / "projection"), args.method)
+    print(f"projected {len(proj.indices)} images; wrote {paths['png']} and {paths['html']}")
+    return 0
+
+
+def _setup_explain(p):
+    p.add_argument("run")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--out", help="folder for the heat-map PNGs (default RUN/explain)")
+
+
+@command("explain", "Grad-CAM heat-maps over images (last conv stage)", _setup_explain)
+def cmd_explain(args) -> int:
+    from pathlib import Path
+    from .labelling.explain import explain
+    for row in explain(args.run, args.images, Path(args.out or Path(args.run) / "explain")):
+        print(json.dumps(row), flush=True)
+    return 0
+
 
 
 # ---------------------------------------------------------------------------------------------- parser

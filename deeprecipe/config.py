@@ -171,6 +171,12 @@ class DistillConfig(_Section):
     alpha: float = Field(0.7, ge=0.0, le=1.0, description="weight of the soft (teacher) loss")
 
 
+class PseudoConfig(_Section):
+    """Pseudo-labelling of data.unlabeled (deeprecipe.labelling.pseudo): teacher–student rounds."""
+    threshold: float = Field(0.95, gt=0.0, le=1.0, description="take an unlabelled image when the teacher is this sure")
+    rounds: int = Field(2, ge=0, description="teacher → student rounds after the first teacher")
+
+
 class Config(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -183,6 +189,7 @@ class Config(_Section):
     log: LogConfig = Field(default_factory=LogConfig)
     transfer: TransferConfig = Field(default_factory=TransferConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
+    pseudo: PseudoConfig = Field(default_factory=PseudoConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
