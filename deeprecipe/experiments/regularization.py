@@ -39,7 +39,7 @@ def run(quick: bool, out: Path) -> ExperimentResult:
     smallest = min(gap, key=gap.get)
     checks = {"every regulariser shrinks the gap": all(gap[k] <= gap["none"] for k in SETTINGS if k != "none"),
               "all together shrinks it most": smallest == "all"}
-    lines = [f"train–val gap: " + ", ".join(f"{k} {v:+.3f}" for k, v in gap.items()) + f"; smallest with {smallest}.",
+    lines = ["train–val gap: " + ", ".join(f"{k} {v:+.3f}" for k, v in gap.items()) + f"; smallest with {smallest}.",
              f"{sum(checks.values())} of {len(checks)} claims reproduced here."]
     return ExperimentResult(rows, "\n".join(lines), [plot], checks)
 
