@@ -16,6 +16,9 @@ folder, or any SQLAlchemy URL; workers that share a URL and study name share the
 """
 from __future__ import annotations
 
+import random
+import time
+
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,12 +172,21 @@ def objective_for(session: Session, params: list[Param], epochs: int, fixed: dic
 def open_study(storage: str, name: str, epochs: int, pruner: str):
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        return optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True,
-                                   pruner=_pruner(pruner, epochs), sampler=optuna.samplers.TPESampler(seed=None))
-    except Exception as err:  # bad URL, missing driver, unreachable server
-        raise DeepRecipeError(f"cannot open study {name!r} at {storage}: {err}",
-                              "give a SQLAlchemy URL such as sqlite:///search.db or postgresql://user@host/db") from None
+    last_error: Exception | None = None
+    for attempt in range(6):
+        try:
+            return optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True,
+                                       pruner=_pruner(pruner, epochs), sampler=optuna.samplers.TPESampler(seed=None))
+        except Exception as err:  # bad URL, missing driver, unreachable server — or a race, below
+            last_error = err
+            # Workers started together on an empty database race to create Optuna's tables and the study;
+            # the loser sees a unique-key violation and simply finds everything there on the next try.
+            if "unique" not in str(err).lower() and "already exists" not in str(err).lower():
+                break
+            time.sleep(0.2 * (attempt + 1) + random.random() * 0.3)
+    first_line = str(last_error).splitlines()[0] if str(last_error) else type(last_error).__name__
+    raise DeepRecipeError(f"cannot open study {name!r} at {storage}: {first_line}",
+                          "give a SQLAlchemy URL such as sqlite:///search.db or postgresql+psycopg://user@host/db")
 
 
 def optimize_shared(study, objective, total: int) -> None:
