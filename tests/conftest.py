@@ -22,13 +22,26 @@ def mnist_arrays():
 
 
 @pytest.fixture(scope="session")
-def mnist_small_npz(tmp_path_factory, mnist_arrays):
-    """A stratified 1,000-image slice of the built-in set as npz:PATH (100 per class)."""
+def mnist_npz(tmp_path_factory, mnist_arrays):
+    """A factory: mnist_npz(per_class) → npz:PATH holding the first `per_class` digits of each class (cached)."""
     x, y = mnist_arrays
-    idx = np.concatenate([np.flatnonzero(y == c)[:100] for c in range(10)])
-    path = tmp_path_factory.mktemp("data") / "mnist1k.npz"
-    np.savez(path, x=x[idx], y=y[idx])
-    return f"npz:{path}"
+    made: dict[int, str] = {}
+
+    def make(per_class: int) -> str:
+        if per_class not in made:
+            idx = np.concatenate([np.flatnonzero(y == c)[:per_class] for c in range(10)])
+            path = tmp_path_factory.mktemp("data") / f"mnist{per_class}x10.npz"
+            np.savez(path, x=x[idx], y=y[idx])
+            made[per_class] = f"npz:{path}"
+        return made[per_class]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def mnist_small_npz(mnist_npz):
+    """A stratified 1,000-image slice of the built-in set as npz:PATH (100 per class)."""
+    return mnist_npz(100)
 
 
 @pytest.fixture

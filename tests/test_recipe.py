@@ -35,13 +35,9 @@ def _failed(checks) -> set[str]:
 
 # ------------------------------------------------------------------------------------------ diagnose
 @pytest.fixture(scope="module")
-def tiny_npz(tmp_path_factory, mnist_arrays):
+def tiny_npz(mnist_npz):
     """300 images (30 per class): small enough for a big model to memorise."""
-    x, y = mnist_arrays
-    idx = np.concatenate([np.flatnonzero(y == c)[:30] for c in range(10)])
-    path = tmp_path_factory.mktemp("tiny") / "mnist300.npz"
-    np.savez(path, x=x[idx], y=y[idx])
-    return f"npz:{path}"
+    return mnist_npz(30)
 
 
 def test_diagnose_overfitting_on_a_big_model_and_200_samples(tiny_npz):

@@ -45,13 +45,9 @@ def three_runs(tmp_path_factory, mnist_small_npz):
 
 
 @pytest.fixture(scope="module")
-def mnist_tiny_npz(tmp_path_factory, mnist_arrays):
+def mnist_tiny_npz(mnist_npz):
     """30 images per class: enough for a few training steps of a full-size recipe."""
-    x, y = mnist_arrays
-    idx = np.concatenate([np.flatnonzero(y == c)[:30] for c in range(10)])
-    path = tmp_path_factory.mktemp("tiny") / "mnist300.npz"
-    np.savez(path, x=x[idx], y=y[idx])
-    return f"npz:{path}"
+    return mnist_npz(30)
 
 
 def _sections(page: str) -> dict[str, str]:

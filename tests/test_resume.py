@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -22,12 +21,8 @@ STEPS_PER_EPOCH = 9  # 280 training images at batch 32
 
 
 @pytest.fixture(scope="module")
-def tiny_npz(tmp_path_factory, mnist_arrays):
-    x, y = mnist_arrays
-    idx = np.concatenate([np.flatnonzero(y == c)[:40] for c in range(10)])
-    path = tmp_path_factory.mktemp("resume") / "tiny.npz"
-    np.savez(path, x=x[idx], y=y[idx])
-    return f"npz:{path}"
+def tiny_npz(mnist_npz):
+    return mnist_npz(40)
 
 
 def train_cmd(npz: str, out: Path) -> list[str]:

@@ -25,13 +25,9 @@ TINY = ["data.val_fraction=0.2", "data.test_fraction=0.1", "data.augment=[]", "t
 
 
 @pytest.fixture(scope="module")
-def tiny_npz(tmp_path_factory, mnist_arrays):
+def tiny_npz(mnist_npz):
     """400 digits (40 per class): 280 train / 80 val / 40 test, 9 steps an epoch at batch 32."""
-    x, y = mnist_arrays
-    idx = np.concatenate([np.flatnonzero(y == c)[:40] for c in range(10)])
-    path = tmp_path_factory.mktemp("tiny") / "tiny.npz"
-    np.savez(path, x=x[idx], y=y[idx])
-    return f"npz:{path}"
+    return mnist_npz(40)
 
 
 def make_trainer(npz, overrides=(), run_dir=None, cls=Trainer) -> Trainer:

@@ -40,25 +40,16 @@ def _rmsprop(params, cfg):
                                weight_decay=cfg.weight_decay)
 
 
-@register_optimizer("adam")
-def _adam(params, cfg):
-    # Adam's weight_decay is the coupled L2 kind (added to the gradient); AdamW's is decoupled.
-    return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+def _adam_family(cls):
+    # Adam/NAdam/Adamax take weight_decay as coupled L2 (added to the gradient); AdamW's is decoupled.
+    def build(params, cfg):
+        return cls(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    return build
 
 
-@register_optimizer("adamw")
-def _adamw(params, cfg):
-    return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
-
-
-@register_optimizer("nadam")
-def _nadam(params, cfg):
-    return torch.optim.NAdam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
-
-
-@register_optimizer("adamax")
-def _adamax(params, cfg):
-    return torch.optim.Adamax(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+for _name, _cls in {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "nadam": torch.optim.NAdam,
+                    "adamax": torch.optim.Adamax}.items():
+    register_optimizer(_name)(_adam_family(_cls))
 
 
 def param_groups(model: nn.Module, weight_decay: float, no_decay_bias_norm: bool = True,
