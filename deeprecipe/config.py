@@ -114,7 +114,7 @@ class TrainConfig(_Section):
     channels_last: bool | None = None
     compile: bool = False
     device: str = "auto"
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1, description="CPU threads; default: the cores not busy with other work")
     nan_policy: Literal["stop", "rollback"] = "stop"
     sync_bn: bool = Field(False, description="SyncBatchNorm across processes under torchrun/DDP")
     checkpoint_every: int = Field(1, ge=1, description="epochs between last.pt saves")

@@ -5,6 +5,7 @@ bf16 autocast with channels_last roughly doubles conv training throughput; on GP
 """
 from __future__ import annotations
 
+import functools
 import os
 import random
 
@@ -50,9 +51,30 @@ def pick_channels_last(flag: bool | None, model_is_conv: bool) -> bool:
     return model_is_conv if flag is None else flag
 
 
-def set_threads(threads: int | None) -> None:
-    if threads:
-        torch.set_num_threads(threads)
+@functools.lru_cache(maxsize=1)
+def auto_threads() -> int:
+    """Compute threads for this process: the cores other programs are not already using.
+
+    OpenMP threads spin while they wait for each other; when another busy process holds one of their cores,
+    a parallel region stalls until the scheduler returns it. Measured on a 2-core machine with two other
+    busy processes: 2 threads trained 4–25× slower than 1. So a busy machine (by its 1-minute load average)
+    gets fewer threads; an idle one gets every core this process may run on. Decided once per process, at its
+    first run, so that a process's own training (search trials, experiments) does not talk it down later.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        busy = int(os.getloadavg()[0] + 0.5)
+    except OSError:
+        busy = 0
+    return max(1, min(cores, cores - busy))
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads: the configured number, else `auto_threads()`. Returns the number used."""
+    n = threads or auto_threads()
+    if n != torch.get_num_threads():
+        torch.set_num_threads(n)
+    return n
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
