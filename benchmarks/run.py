@@ -64,8 +64,10 @@ def ratio(a, b):
 
 def one_repeat(i: int, args, flops: dict, peaks: dict) -> dict:
     order = ["reference", "deeprecipe"] if i % 2 == 0 else ["deeprecipe", "reference"]
-    raw = {name: run_pipeline(name, args.epochs, args.limit, args.deeprecipe_set if name == "deeprecipe" else [])
-           for name in order}
+    # Both sides get the same thread count (deeprecipe would otherwise pick its own from the machine's load).
+    extra = {"reference": ["--threads", str(args.threads)],
+             "deeprecipe": ["--set", f"train.threads={args.threads}", *args.deeprecipe_set]}
+    raw = {name: run_pipeline(name, args.epochs, args.limit, extra[name]) for name in order}
     return compare(raw, order, flops, peaks)
 
 
@@ -133,6 +135,8 @@ def main(argv=None) -> None:
     ap.add_argument("--limit", type=int, default=None, help="first N images of each split (smoke tests)")
     ap.add_argument("--set", dest="deeprecipe_set", action="append", default=[], metavar="KEY=VALUE",
                     help="pass --set KEY=VALUE to deeprecipe's side (e.g. train.precision=fp32)")
+    ap.add_argument("--threads", type=int, default=len(__import__("os").sched_getaffinity(0)),
+                    help="CPU threads for both pipelines (default: every core this process may use)")
     ap.add_argument("--no-gpu", action="store_true", help="skip the GPU benchmark even when a GPU is visible")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args(argv)
