@@ -497,6 +497,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"deeprecipe: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # full disk, permissions, a vanished folder: the OS's reason, in one line
+        if debug:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"deeprecipe: error: {where}{err.strerror or err} — check free disk space and permissions "
+              "(files already written are kept)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("deeprecipe: interrupted", file=sys.stderr)
         return 130

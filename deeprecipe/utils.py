@@ -20,11 +20,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(err, OSError) and not err.filename:  # name the file the user knows, not the temp file
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from None
         raise
 
 

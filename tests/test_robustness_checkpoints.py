@@ -69,7 +69,7 @@ def test_full_disk_reports_and_keeps_the_previous_checkpoint(tmp_path, monkeypat
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", no_space)
-    with pytest.raises(OSError):
+    with pytest.raises(DeepRecipeError, match="No space left on device"):
         save_checkpoint(path, _payload(2))
     monkeypatch.undo()
     assert path.read_bytes() == before
@@ -97,3 +97,16 @@ def test_sigkill_during_writes_never_leaves_a_corrupt_checkpoint(tmp_path):
         proc.wait()
         ck = load_checkpoint(path)  # always the old or the new file, whole
         assert torch.all(ck["model"]["w"] == ck["epoch"])
+
+
+def test_full_disk_during_training_is_one_clear_line(tmp_path, mnist_small_npz, monkeypatch, capsys):
+    from deeprecipe.cli import main
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    code = main(["train", "--data", mnist_small_npz, "--model", "lenet5", "--epochs", "1", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) >= 1
+    assert "No space left on device" in err[-1] and "Traceback" not in "\n".join(err)

@@ -54,7 +54,11 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     obj["sha256"] = content_digest(obj)
     buf = io.BytesIO()
     torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    try:
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError as err:  # full disk, quota, read-only folder: the previous file is untouched
+        raise DeepRecipeError(f"could not write checkpoint {path}: {err.strerror or err}",
+                              "free disk space or choose another --out; the previous checkpoint there is kept") from None
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
