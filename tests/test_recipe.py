@@ -246,6 +246,8 @@ def test_recipe_matches_or_beats_default_train(tmp_path):
     default = train(resolve_config(None, []), out=tmp_path / "default", show_progress=False)
     outcome = run_recipe(resolve_config(None, []), out=tmp_path / "recipe", show_progress=False)
     assert outcome["stopped_at"] is None
-    assert outcome["test_acc"] >= min(default["test_acc"], 0.98) - 0.002, (outcome["test_acc"], default["test_acc"])
+    # "At least as high as the default train", up to 3 of the 1,000 test images of seed noise.
+    print(f"recipe test_acc {outcome['test_acc']:.4f} vs default train {default['test_acc']:.4f}")
+    assert outcome["test_acc"] >= default["test_acc"] - 0.003, (outcome["test_acc"], default["test_acc"])
     assert len(_sections((tmp_path / "recipe" / "recipe.html").read_text())) == 6
     assert yaml.safe_load((tmp_path / "recipe" / "best.yaml").read_text())["optim"]["lr"] > 0
