@@ -1,6 +1,7 @@
 """Shared pieces for experiments: a subset of the built-in digits and a quiet one-call training run."""
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -44,5 +45,7 @@ def train_quietly(ds: ImageSet, overrides: list[str], hooks: dict | None = None)
     state = trainer.fit()
     seconds = time.perf_counter() - t0
     test = trainer.evaluate(session.data.loader("test", cfg, session.device, channels_last=session.channels_last))
+    n_train = session.data.sizes()["train"]
     return {"history": state.history, "test_acc": test.get("acc"), "seconds": seconds,
-            "params": count_params(trainer.model), "trainer": trainer}
+            "params": count_params(trainer.model), "train_images": n_train,
+            "steps_per_epoch": math.ceil(n_train / cfg.train.batch_size), "trainer": trainer}

@@ -14,11 +14,11 @@ from ..progress import track
 from .common import digits_subset, train_quietly
 from .registry import ExperimentResult, register_experiment
 
-QUICK = dict(blocks=(1, 2, 3), convs=(1, 4), repeats=2, epochs=3, per_class=100)
-FULL = dict(blocks=(1, 2, 3, 4), convs=(1, 2, 3, 4), repeats=3, epochs=6, per_class=300)
+QUICK = dict(blocks=(2, 4), convs=(1, 4, 8), repeats=2, epochs=2, per_class=None)
+FULL = dict(blocks=(1, 2, 3, 4), convs=(1, 2, 4, 8), repeats=3, epochs=4, per_class=None)
 MODEL = ["model.name=vgglike", "model.width=16", "model.max_width=64", "model.norm=none", "model.activation=relu"]
 TRAIN = ["optim.name=adam", "optim.lr=0.001", "optim.weight_decay=0", "schedule.name=constant", "data.augment=[]",
-         "train.batch_size=64"]
+         "train.batch_size=32"]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
