@@ -11,7 +11,7 @@ from pathlib import Path
 from ..plots_common import save_figure
 from ..progress import track
 from .common import digits_subset, train_quietly
-from .registry import ExperimentResult, register_experiment
+from .registry import ExperimentResult, checks_line, register_experiment
 
 ACTS = ["sigmoid", "tanh", "relu", "gelu"]
 INIT = {"sigmoid": "xavier", "tanh": "xavier", "relu": "he", "gelu": "he"}  # each with its matching init
@@ -57,7 +57,7 @@ def run(quick: bool, out: Path) -> ExperimentResult:
         lines.append(f"tanh needed {reach['tanh'] / reach['relu']:.1f}× the epochs of ReLU (AlexNet reported ~6× on CIFAR-10).")
     elif reach["relu"]:
         lines.append("ReLU reached the threshold and tanh did not: ReLU is faster here, as AlexNet reported.")
-    lines.append(f"{sum(checks.values())} of {len(checks)} orderings agree with the lectures.")
+    lines.append(checks_line(checks, "orderings from the lectures"))
     return ExperimentResult(rows, "\n".join(lines), [plot], checks)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..plots_common import save_figure
 from ..progress import track
 from .common import digits_subset, train_quietly
-from .registry import ExperimentResult, register_experiment
+from .registry import ExperimentResult, checks_line, register_experiment
 
 QUICK = dict(depths=(20, 56), width=8, epochs=5, per_class=250)
 FULL = dict(depths=(20, 56), width=16, epochs=10, per_class=None)
@@ -53,8 +53,7 @@ def _conclude(rows: list[dict], setup: dict) -> tuple[str, dict[str, bool]]:
              + ", ".join(f"{r['net']} {r['final_train_error']:.3f}" for r in rows) + ".",
              f"plain: {deep} layers {'worse' if plain_gap > MARGIN else 'not worse'} than {shallow} by {plain_gap:+.3f}; "
              f"residual: {deep} layers {'worse' if res_gap > MARGIN else 'no worse'} than {shallow} ({res_gap:+.3f}).",
-             f"{sum(checks.values())} of {len(checks)} claims reproduced here"
-             + ("." if all(checks.values()) else f"; not reproduced: {', '.join(k for k, v in checks.items() if not v)}.")]
+             checks_line(checks)]
     return "\n".join(lines), checks
 
 

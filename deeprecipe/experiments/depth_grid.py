@@ -12,7 +12,7 @@ from pathlib import Path
 from ..plots_common import save_figure
 from ..progress import track
 from .common import digits_subset, train_quietly
-from .registry import ExperimentResult, register_experiment
+from .registry import ExperimentResult, checks_line, register_experiment
 
 QUICK = dict(blocks=(2, 4), convs=(1, 4, 8), repeats=2, epochs=2, per_class=None)
 FULL = dict(blocks=(1, 2, 3, 4), convs=(1, 2, 4, 8), repeats=3, epochs=4, per_class=None)
@@ -76,7 +76,7 @@ def _conclude(rows: list[dict], grid: dict, chance: float) -> tuple[str, dict[st
     else:
         lines.append(f"every combination trained above chance ({chance:.0%}) here: the claim that some do not train "
                      "did not reproduce at this budget.")
-    lines.append(f"{sum(checks.values())} of {len(checks)} claims reproduced here.")
+    lines.append(checks_line(checks))
     return "\n".join(lines), checks
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..plots_common import save_figure
 from ..progress import track
 from .common import digits_subset, train_quietly
-from .registry import ExperimentResult, register_experiment
+from .registry import ExperimentResult, checks_line, register_experiment
 
 NORMS = ["none", "batch", "layer", "instance", "group"]
 # SGD with momentum at a high rate, where normalisation matters most; the digits in full, few epochs.
@@ -63,8 +63,7 @@ def _conclude(rows: list[dict], epochs: int) -> tuple[str, dict[str, bool]]:
              f"({drop_bn:+.3f} below batch 64) and group norm {acc[('group', SMALL_BATCH)]:.3f} ({drop_gn:+.3f} below).",
              *([f"Both barely learn at batch {SMALL_BATCH} in so few steps (below 50%), so that comparison says little here."]
                if max(acc[("batch", SMALL_BATCH)], acc[("group", SMALL_BATCH)]) < 0.5 else []),
-             f"{sum(checks.values())} of {len(checks)} claims reproduced here"
-             + ("." if all(checks.values()) else f"; not reproduced: {', '.join(k for k, v in checks.items() if not v)}.")]
+             checks_line(checks)]
     return "\n".join(lines), checks
 
 
