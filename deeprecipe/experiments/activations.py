@@ -70,5 +70,6 @@ def _plot(histories: dict, threshold: float, path: Path) -> None:
         ax.plot([r["epoch"] for r in hist], [1 - r["train_acc"] for r in hist], marker="o", label=act)
     ax.axhline(threshold, color="grey", linestyle="--", label=f"{threshold:.0%} threshold")
     ax.set(xlabel="epoch", ylabel="training error", title="Same CNN, different activations", yscale="log")
+    ax.xaxis.get_major_locator().set_params(integer=True)  # whole epochs
     ax.legend()
     save_figure(fig, path)

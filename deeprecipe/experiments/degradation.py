@@ -67,5 +67,6 @@ def _plot(curves: dict, path: Path) -> None:
             if k == kind:
                 ax.plot(range(1, len(errors) + 1), errors, marker="o", label=f"{k}-{depth}")
         ax.set(title=f"{kind} nets", xlabel="epoch", ylabel="training error", yscale="log")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # whole epochs
         ax.legend()
     save_figure(fig, path)

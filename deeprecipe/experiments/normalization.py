@@ -77,8 +77,7 @@ def _plot(rows: list[dict], path: Path) -> None:
     left.set(ylabel="test accuracy", title="batch 64", ylim=(0, 1))
     for i, norm in enumerate(("batch", "group")):
         pair = [r for r in rows if r["norm"] == norm]
-        right.bar([i - 0.2, i + 0.2], [r["test_acc"] for r in pair], width=0.4,
-                  color=["tab:blue", "tab:orange"], label=None)
+        right.bar([i - 0.2, i + 0.2], [r["test_acc"] for r in pair], width=0.4, color=["tab:blue", "tab:orange"])
     right.set_xticks([0, 1], ["batch", "group"])
-    right.set(title=f"batch 64 (blue) vs {SMALL_BATCH} (orange), equal steps", ylim=(0, 1))
+    right.set(title=f"batch 64 (blue) vs {SMALL_BATCH} (orange)\nat equal steps", ylim=(0, 1))
     save_figure(fig, path)
