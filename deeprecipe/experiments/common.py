@@ -1,6 +1,7 @@
 """Shared pieces for experiments: a subset of the built-in digits and a quiet one-call training run."""
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 from ..api import Session, prepare_data
 from ..config import resolve_config
 from ..data.sources import ImageSet, load_source
+from ..models.summary import count_params
 
 
 def digits_subset(per_class: int | None = None, classes: list[int] | None = None, seed: int = 0) -> ImageSet:
@@ -27,9 +29,14 @@ def digits_subset(per_class: int | None = None, classes: list[int] | None = None
                     classes=[str(c) for c in keep_classes], name="builtin:mnist5k subset")
 
 
+# One thread unless the caller says otherwise: these nets are small, and on a few shared cores one thread
+# per run is usually fastest (no oversubscription).
+DEFAULTS = ["train.threads=1"]
+
+
 def train_quietly(ds: ImageSet, overrides: list[str], hooks: dict | None = None) -> dict:
-    """Train once with the given overrides; returns history, final test accuracy and seconds."""
-    cfg = resolve_config(None, overrides)
+    """Train once with the given overrides; returns history, final test accuracy, parameter count and seconds."""
+    cfg = resolve_config(None, DEFAULTS + overrides)
     session = Session.create(cfg, prepare_data(cfg, ds))
     trainer = session.make_trainer(None, show_progress=False)
     for name, fns in (hooks or {}).items():
@@ -38,4 +45,7 @@ def train_quietly(ds: ImageSet, overrides: list[str], hooks: dict | None = None)
     state = trainer.fit()
     seconds = time.perf_counter() - t0
     test = trainer.evaluate(session.data.loader("test", cfg, session.device, channels_last=session.channels_last))
-    return {"history": state.history, "test_acc": test.get("acc"), "seconds": seconds, "trainer": trainer}
+    n_train = session.data.sizes()["train"]
+    return {"history": state.history, "test_acc": test.get("acc"), "seconds": seconds,
+            "params": count_params(trainer.model), "train_images": n_train,
+            "steps_per_epoch": math.ceil(n_train / cfg.train.batch_size), "trainer": trainer}

@@ -13,7 +13,7 @@ import torch
 
 from ..plots_common import save_figure
 from ..progress import track
-from .registry import ExperimentResult, register_experiment
+from .registry import ExperimentResult, checks_line, register_experiment
 
 SCHEMES = {
     "N(0,0.01²)": lambda fan_in, fan_out: 0.01,
@@ -73,9 +73,7 @@ def run(quick: bool, out: Path) -> ExperimentResult:
         "relu xavier slowly vanishes": by[("relu", "xavier")] == "vanishing",
     }
     lines = [f"{a} with {s}: {by[(a, s)]} (layer-{depth} std {curves[(a, s)][-1]:.3g})" for a, s in settings]
-    agree = sum(checks.values())
-    lines.append(f"{agree} of {len(checks)} textbook claims reproduced here"
-                 + ("." if agree == len(checks) else f"; not reproduced: {', '.join(k for k, v in checks.items() if not v)}."))
+    lines.append(checks_line(checks, "textbook claims"))
     return ExperimentResult(rows, "\n".join(lines), [plot], checks)
 
 

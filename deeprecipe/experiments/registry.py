@@ -24,6 +24,13 @@ class ExperimentResult:
     checks: dict[str, bool] = field(default_factory=dict)  # the claims tested, by name
 
 
+def checks_line(checks: dict[str, bool], what: str = "claims") -> str:
+    """'k of n claims reproduced here', naming the ones that did not: the honest last line of a conclusion."""
+    failed = [k for k, ok in checks.items() if not ok]
+    return (f"{len(checks) - len(failed)} of {len(checks)} {what} reproduced here"
+            + (f"; not reproduced: {', '.join(failed)}." if failed else "."))
+
+
 @dataclass(frozen=True)
 class Experiment:
     name: str

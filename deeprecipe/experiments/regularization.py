@@ -10,7 +10,7 @@ from pathlib import Path
 from ..plots_common import save_figure
 from ..progress import track
 from .common import digits_subset, train_quietly
-from .registry import ExperimentResult, register_experiment
+from .registry import ExperimentResult, checks_line, register_experiment
 
 SETTINGS = {
     "none": ["model.dropout=0", "optim.weight_decay=0", "data.augment=[]"],
@@ -40,7 +40,7 @@ def run(quick: bool, out: Path) -> ExperimentResult:
     checks = {"every regulariser shrinks the gap": all(gap[k] <= gap["none"] for k in SETTINGS if k != "none"),
               "all together shrinks it most": smallest == "all"}
     lines = ["train–val gap: " + ", ".join(f"{k} {v:+.3f}" for k, v in gap.items()) + f"; smallest with {smallest}.",
-             f"{sum(checks.values())} of {len(checks)} claims reproduced here."]
+             checks_line(checks)]
     return ExperimentResult(rows, "\n".join(lines), [plot], checks)
 
 
