@@ -314,3 +314,11 @@ def test_zoo_model_learns_mnist(tmp_path, mnist_small_npz):
                                "train.epochs=3", "train.batch_size=32"], out=tmp_path / "run", show_progress=False)
     # Three short epochs of a 1.2k-parameter net on 700 images: well above chance (0.1), far from done.
     assert summary["test_acc"] > 0.18
+
+
+def test_group_norm_keeps_at_least_four_channels_a_group():
+    from deeprecipe.models.layers import norm2d
+    for channels in (8, 16, 32, 64, 256):
+        gn = norm2d("group", channels)
+        assert channels // gn.num_groups >= 4 and gn.num_groups > 1  # neither instance norm nor layer norm
+    assert norm2d("group", 256).num_groups == 32  # Wu & He's default where the width allows it

@@ -42,7 +42,11 @@ def norm2d(kind: str | None, channels: int, groups: int = 32) -> nn.Module:
     if kind == "instance":
         return nn.GroupNorm(channels, channels)
     if kind == "group":
+        # Wu & He's 32 groups, but never fewer than 4 channels a group: with 1 channel a group, group norm on a
+        # narrow layer would silently be instance norm.
         g = math.gcd(channels, groups) or 1
+        while g > 1 and channels // g < 4:
+            g //= 2
         return nn.GroupNorm(g, channels)
     return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)  # AlexNet 2012
 
