@@ -5,6 +5,7 @@ Every function returns PNG bytes so callers can save them or embed them in HTML.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Sequence
 
 import matplotlib
@@ -14,13 +15,26 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from .utils import atomic_write_bytes  # noqa: E402
 
-def figure_png(fig) -> bytes:
+
+def figure_png(fig, dpi: int = 100) -> bytes:
     """Render a figure to PNG bytes and free it."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
+
+
+def save_png(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Render a figure and write it atomically (a crash never leaves half a PNG)."""
+    atomic_write_bytes(path, figure_png(fig, dpi))
+    return Path(path)
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (for modules that draw their own figures)."""
+    return plt
 
 
 def curves_png(runs: dict[str, list[dict]]) -> bytes:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..plots_common import save_figure
+from ..plots import pyplot, save_png
 from ..progress import track
 from .common import digits_subset, train_quietly
 from .registry import ExperimentResult, checks_line, register_experiment
@@ -62,9 +62,7 @@ def run(quick: bool, out: Path) -> ExperimentResult:
 
 
 def _plot(histories: dict, threshold: float, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for act, hist in histories.items():
         ax.plot([r["epoch"] for r in hist], [1 - r["train_acc"] for r in hist], marker="o", label=act)
@@ -72,4 +70,4 @@ def _plot(histories: dict, threshold: float, path: Path) -> None:
     ax.set(xlabel="epoch", ylabel="training error", title="Same CNN, different activations", yscale="log")
     ax.xaxis.get_major_locator().set_params(integer=True)  # whole epochs
     ax.legend()
-    save_figure(fig, path)
+    save_png(fig, path, dpi=110)

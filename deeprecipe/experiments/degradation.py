@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..plots_common import save_figure
+from ..plots import pyplot, save_png
 from ..progress import track
 from .common import digits_subset, train_quietly
 from .registry import ExperimentResult, checks_line, register_experiment
@@ -58,9 +58,7 @@ def _conclude(rows: list[dict], setup: dict) -> tuple[str, dict[str, bool]]:
 
 
 def _plot(curves: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
     for ax, kind in zip(axes, ("plain", "resnet")):
         for (k, depth), errors in sorted(curves.items(), key=lambda kv: kv[0][1]):
@@ -69,4 +67,4 @@ def _plot(curves: dict, path: Path) -> None:
         ax.set(title=f"{kind} nets", xlabel="epoch", ylabel="training error", yscale="log")
         ax.xaxis.get_major_locator().set_params(integer=True)  # whole epochs
         ax.legend()
-    save_figure(fig, path)
+    save_png(fig, path, dpi=110)

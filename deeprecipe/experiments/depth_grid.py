@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from ..plots_common import save_figure
+from ..plots import pyplot, save_png
 from ..progress import track
 from .common import digits_subset, train_quietly
 from .registry import ExperimentResult, checks_line, register_experiment
@@ -81,9 +81,7 @@ def _conclude(rows: list[dict], grid: dict, chance: float) -> tuple[str, dict[st
 
 
 def _plot(rows: list[dict], grid: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     blocks, convs = list(grid["blocks"]), list(grid["convs"])
     cell = {(r["blocks"], r["convs_per_block"]): r for r in rows}
     values = [[cell[(b, c)]["val_acc_mean"] for c in convs] for b in blocks]
@@ -98,4 +96,4 @@ def _plot(rows: list[dict], grid: dict, path: Path) -> None:
     ax.set_yticks(range(len(blocks)), [str(b) for b in blocks])
     ax.set(xlabel="convs per block", ylabel="blocks", title=f"VGG-like, no norm: val accuracy ({grid['repeats']} runs)")
     fig.colorbar(im, ax=ax)
-    save_figure(fig, path)
+    save_png(fig, path, dpi=110)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..plots_common import save_figure
+from ..plots import pyplot, save_png
 from ..progress import track
 from .registry import ExperimentResult, checks_line, register_experiment
 
@@ -78,9 +78,7 @@ def run(quick: bool, out: Path) -> ExperimentResult:
 
 
 def _plot(curves: dict, depth: int, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, activation in zip(axes, ACTIVATIONS):
         for (a, s), stds in curves.items():
@@ -88,4 +86,4 @@ def _plot(curves: dict, depth: int, path: Path) -> None:
                 ax.semilogy(range(1, depth + 1), [max(v, 1e-12) for v in stds], marker="o", label=s)
         ax.set(title=f"{activation}: activation std per layer", xlabel="layer", ylabel="std (log)")
         ax.legend()
-    save_figure(fig, path)
+    save_png(fig, path, dpi=110)

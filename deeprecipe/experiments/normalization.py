@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..plots_common import save_figure
+from ..plots import pyplot, save_png
 from ..progress import track
 from .common import digits_subset, train_quietly
 from .registry import ExperimentResult, checks_line, register_experiment
@@ -68,9 +68,7 @@ def _conclude(rows: list[dict], epochs: int) -> tuple[str, dict[str, bool]]:
 
 
 def _plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), gridspec_kw={"width_ratios": [5, 3]})
     big = [r for r in rows if r["batch_size"] == 64]
     left.bar([r["norm"] for r in big], [r["test_acc"] for r in big])
@@ -80,4 +78,4 @@ def _plot(rows: list[dict], path: Path) -> None:
         right.bar([i - 0.2, i + 0.2], [r["test_acc"] for r in pair], width=0.4, color=["tab:blue", "tab:orange"])
     right.set_xticks([0, 1], ["batch", "group"])
     right.set(title=f"batch 64 (blue) vs {SMALL_BATCH} (orange)\nat equal steps", ylim=(0, 1))
-    save_figure(fig, path)
+    save_png(fig, path, dpi=110)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..plots_common import save_figure
+from ..plots import pyplot, save_png
 from ..progress import track
 from .common import digits_subset, train_quietly
 from .registry import ExperimentResult, checks_line, register_experiment
@@ -45,9 +45,7 @@ def run(quick: bool, out: Path) -> ExperimentResult:
 
 
 def _plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     names = [r["setting"] for r in rows]
     x = range(len(rows))
@@ -56,4 +54,4 @@ def _plot(rows: list[dict], path: Path) -> None:
     ax.set_xticks(list(x), names)
     ax.set(ylabel="accuracy", title="Small training set: train vs validation", ylim=(0, 1.05))
     ax.legend()
-    save_figure(fig, path)
+    save_png(fig, path, dpi=110)

@@ -131,9 +131,8 @@ def conclusion(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], out: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..plots import pyplot, save_png
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in dict.fromkeys(r["method"] for r in rows):
         rs = sorted((r for r in rows if r["method"] == m), key=lambda r: r["labels_per_class"])
@@ -146,9 +145,7 @@ def plot(rows: list[dict], out: Path) -> None:
     ax.set_title("Transfer from digits 0–4")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "transfer.png", dpi=120)
-    plt.close(fig)
+    save_png(fig, out / "transfer.png", dpi=120)
 
 
 @register_experiment("transfer", "With few labels, fine-tuning a network pretrained on related data beats training from scratch")

@@ -5,7 +5,6 @@ their weighted sum, upsampled to the image, is the heat-map laid over the pictur
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -59,9 +58,8 @@ def grad_cam(loaded: LoadedRun, images_uint8: torch.Tensor, target: torch.Tensor
 
 
 def overlay_png(image_uint8: torch.Tensor, cam: torch.Tensor, title: str) -> bytes:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..plots import figure_png, pyplot
+    plt = pyplot()
     img = image_uint8.cpu().numpy()
     img = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
     fig, axes = plt.subplots(1, 2, figsize=(6, 3.2))
@@ -72,11 +70,7 @@ def overlay_png(image_uint8: torch.Tensor, cam: torch.Tensor, title: str) -> byt
     axes[1].set_title(title, fontsize=9)
     for ax in axes:
         ax.axis("off")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def explain(run: str | Path, images: list[str], out: str | Path) -> list[dict]:

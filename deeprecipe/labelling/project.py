@@ -110,11 +110,8 @@ def _palette(n: int) -> list[str]:
 
 
 def projection_png(proj: Projection, classes: list[str], path: str | Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from ..utils import atomic_write_bytes
-    import io
+    from ..plots import pyplot, save_png
+    plt = pyplot()
     colors = _palette(len(classes))
     fig, ax = plt.subplots(figsize=(8, 7))
     for c, name in enumerate(classes):
@@ -130,11 +127,7 @@ def projection_png(proj: Projection, classes: list[str], path: str | Path, title
     ax.set_xticks([])
     ax.set_yticks([])
     ax.legend(markerscale=2, fontsize=8, loc="best")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(fig, path, dpi=110)
 
 
 _SCRIPT = """

@@ -10,7 +10,6 @@ import math
 import torch
 from torch import nn
 
-from ..errors import DeepRecipeError
 
 NORMS = ("none", "batch", "layer", "instance", "group", "lrn")
 ACTIVATIONS = {

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..api import Session
 from ..progress import track
-from .figures import pyplot, save_png
+from ..plots import pyplot, save_png
 
 
 @dataclass

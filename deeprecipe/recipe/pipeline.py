@@ -17,7 +17,7 @@ from ..config import Config, build_config
 from ..utils import atomic_write_text, note, read_jsonl, write_json
 from . import html as page
 from .diagnose import diagnose
-from .figures import pyplot, save_png
+from ..plots import pyplot, save_png
 from .lr_find import plot_lr_find, run_lr_find
 from .sanity import Check, check_overfit, run_doctor
 from .search import run_search

@@ -30,7 +30,7 @@ from ..api import Session
 from ..config import Config, build_config
 from ..errors import DeepRecipeError
 from ..utils import atomic_write_text, note
-from .figures import pyplot, save_png
+from ..plots import pyplot, save_png
 
 KINDS = ("log", "uniform", "int", "choice")
 

@@ -85,13 +85,8 @@ def schedule_curve(cfg, total_steps: int, steps_per_epoch: int, base_lr: float =
 
 def plot_schedule(cfg, total_steps: int, steps_per_epoch: int, path, base_lr: float = 1.0) -> None:
     """A PNG of the schedule's learning rate against the step, with epoch boundaries marked."""
-    import io
-
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..utils import atomic_write_bytes
+    from ..plots import pyplot, save_png
+    plt = pyplot()
 
     lrs = schedule_curve(cfg, total_steps, steps_per_epoch, base_lr)
     fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -100,8 +95,4 @@ def plot_schedule(cfg, total_steps: int, steps_per_epoch: int, path, base_lr: fl
         ax.axvline(e, color="0.85", lw=0.5, zorder=0)
     warm = f", warmup {cfg.warmup_epochs:g} epochs" if cfg.warmup_epochs else ""
     ax.set(xlabel="step", ylabel="learning rate", title=f"schedule {cfg.name}{warm}")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(fig, path)
