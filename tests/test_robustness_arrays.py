@@ -49,3 +49,24 @@ def test_float_images_in_unit_range_and_string_labels_are_accepted(tmp_path):
     ds = load_source(f"npz:{path}")
     assert ds.classes == ["cat", "dog"]
     assert np.array_equal(ds.images[:, 0].numpy(), GOOD_X)
+
+
+def test_csv_with_a_missing_path_uses_the_rest_and_names_it(tmp_path, capsys):
+    from PIL import Image
+    for i in range(4):
+        Image.fromarray(np.full((8, 8), i * 60, np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "d.csv").write_text("path,label\n0.png,a\n1.png,b\n2.png,a\nmissing.png,b\n3.png,b\n")
+    ds = load_source(f"csv:{tmp_path / 'd.csv'}")
+    assert len(ds) == 4 and ds.classes == ["a", "b"]
+    assert "missing.png" in capsys.readouterr().err
+
+
+def test_unreadable_cifar_batch_is_named(tmp_path):
+    import pickle
+    folder = tmp_path / "cifar"
+    folder.mkdir()
+    for name in ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
+                 "batches.meta"]:
+        (folder / name).write_bytes(pickle.dumps({"data": 1})[:10])  # truncated pickles
+    with pytest.raises(DeepRecipeError, match="is not a readable CIFAR pickle"):
+        load_source(f"cifar10:{folder}")
