@@ -146,6 +146,7 @@ class Session:
     precision: str
     channels_last: bool
     dist: DistContext = SINGLE
+    params: int = 0               # parameter count of the configured model (from the probe build)
 
     @classmethod
     def create(cls, cfg: Config, data: PreparedData | None = None) -> "Session":
@@ -160,7 +161,8 @@ class Session:
         precision = pick_precision(cfg.train.precision, device)
         if cfg.train.deterministic and cfg.train.precision == "auto":
             precision = "fp32"
-        return cls(cfg, data, device, precision, pick_channels_last(cfg.train.channels_last, is_conv_model(probe)), dist)
+        return cls(cfg, data, device, precision, pick_channels_last(cfg.train.channels_last, is_conv_model(probe)), dist,
+                   count_params(probe))
 
     def make_trainer(self, run_dir: Path | None, show_progress: bool = True, model: torch.nn.Module | None = None,
                      trainer_cls=Trainer, **kw) -> Trainer:
@@ -227,23 +229,26 @@ def train(config: Config | dict | str | Path | None = None, out: str | Path | No
             from .utils import atomic_write_text
             atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
         run_dir = Path(broadcast_str(str(run_dir) if run_dir else None, session.dist))
-    trainer = session.make_trainer(run_dir, show_progress=show_progress)
-    if resume:
-        trainer.resume_from(resolve_checkpoint(run_dir, "last.pt"))
-        if show_progress:
-            note(f"resuming {run_dir} after epoch {trainer.state.epoch}")
+    if resume and cfg.data.unlabeled:
+        raise DeepRecipeError(f"--resume {run_dir}: pseudo-label runs (data.unlabeled) cannot be resumed",
+                              "start the run again, or resume without data.unlabeled")
     if show_progress:
         sizes = session.data.sizes()
         note(f"data {cfg.data.spec}: {len(session.data.classes)} classes, train {sizes['train']} / val {sizes['val']} / "
              f"test {sizes['test']}, input {'×'.join(map(str, session.data.input_shape))}; model {cfg.model.name} "
-             f"({count_params(trainer.model):,} params) on {session.device.type} {session.precision}"
+             f"({session.params:,} params) on {session.device.type} {session.precision}"
              f"{' channels_last' if session.channels_last else ''}")
     t0 = time.perf_counter()
-    if cfg.data.unlabeled:  # semi-supervised: teacher–student pseudo-label rounds (issue 13)
+    if cfg.data.unlabeled:  # semi-supervised: teacher–student pseudo-label rounds (issue 13), each its own trainer
         from .labelling.pseudo import fit_with_pseudo_labels
         trainer, pseudo_rounds = fit_with_pseudo_labels(session, run_dir, show_progress)
         state = trainer.state
     else:
+        trainer = session.make_trainer(run_dir, show_progress=show_progress)
+        if resume:
+            trainer.resume_from(resolve_checkpoint(run_dir, "last.pt"))
+            if show_progress:
+                note(f"resuming {run_dir} after epoch {trainer.state.epoch}")
         state, pseudo_rounds = trainer.fit(), None
     train_seconds = sum(r["seconds"] for r in state.history) if state.history else time.perf_counter() - t0
     if not session.dist.is_main:  # rank 0 evaluates and writes the summary

@@ -140,3 +140,10 @@ def test_image_folder_of_builtin_set_trains_in_the_same_band(tmp_path, mnist_arr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["test_acc"] >= 0.98
     assert sum(summary["sizes"].values()) == 5000
+
+
+def test_resume_of_a_pseudo_label_run_is_refused_not_ignored(small_run, mnist_small_npz, capsys):
+    from deeprecipe.cli import main
+    out, _ = small_run
+    assert main(["train", "--resume", str(out), "--set", f"data.unlabeled={mnist_small_npz}"]) == 2
+    assert "cannot be resumed" in capsys.readouterr().err
