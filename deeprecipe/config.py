@@ -173,8 +173,25 @@ class DistillConfig(_Section):
 
 class PseudoConfig(_Section):
     """Pseudo-labelling of data.unlabeled (deeprecipe.labelling.pseudo): teacher–student rounds."""
+    method: Literal["rounds", "online"] = Field(
+        "rounds", description="rounds: teacher → student rounds (Lee 2013, noisy student); online: the model labels "
+                              "weak views and learns them on strong views every step (FixMatch)")
     threshold: float = Field(0.95, gt=0.0, le=1.0, description="take an unlabelled image when the teacher is this sure")
-    rounds: int = Field(2, ge=0, description="teacher → student rounds after the first teacher")
+    rounds: int = Field(2, ge=0, description="rounds: teacher → student rounds after the first teacher")
+    ratio: float = Field(3.0, gt=0.0, le=64.0, description="online: unlabelled images per labelled image in a step")
+    weight: float = Field(1.0, ge=0.0, description="online: weight of the unlabelled (consistency) loss")
+    strong_augment: list[str | dict[str, Any]] = Field(
+        default_factory=lambda: ["randaugment", "cutout"],
+        description="online: the strong view's augmentations (the weak view uses data.augment); no mixup/cutmix")
+
+    @field_validator("strong_augment")
+    @classmethod
+    def _no_mixing(cls, v):
+        from .augment import build_pipeline
+        pipeline = build_pipeline(v, 2)
+        if pipeline is not None and pipeline.mixers:
+            raise ValueError("mixup/cutmix change the labels; a strong view must keep its image's pseudo-label")
+        return v
 
 
 class Config(_Section):

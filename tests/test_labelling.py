@@ -161,6 +161,34 @@ def test_grad_cam_marks_the_evidence(tmp_path, conv_run, mnist_arrays):
     assert len(list((tmp_path / "cam").glob("*_gradcam.png"))) == 2
 
 
+def test_grad_cam_peaks_on_the_digit_not_the_empty_canvas(tmp_path, mnist_arrays):
+    """Each digit pasted at a random place on a blank 56×56 canvas: on held-out canvases the heat-map's
+    peak must fall inside the digit's own 28×28 box (chance: about a quarter of the canvas)."""
+    from deeprecipe.labelling.explain import grad_cam
+    x, y = mnist_arrays
+    rng = np.random.default_rng(0)
+
+    def canvases(skip, per_class):
+        idx = np.concatenate([np.flatnonzero(y == c)[skip:skip + per_class] for c in range(10)])
+        out = np.zeros((len(idx), 56, 56), np.uint8)
+        corners = rng.integers(0, 29, size=(len(idx), 2))
+        for k, (i, (r, c)) in enumerate(zip(idx, corners)):
+            out[k, r:r + 28, c:c + 28] = x[i]
+        return out, y[idx], corners
+
+    train_x, train_y, _ = canvases(0, 100)
+    held_x, _, corners = canvases(100, 20)
+    np.savez(tmp_path / "canvas.npz", x=train_x, y=train_y)
+    api.train(None, out=tmp_path / "run", show_progress=False,
+              overrides=[f"data.spec=npz:{tmp_path / 'canvas.npz'}", "model.name=convnet", "model.widths=[16,32,64]",
+                         "model.convs=1", "train.epochs=6", "data.augment=[]"])
+    cam, _, _ = grad_cam(api.load_run(tmp_path / "run"), torch.from_numpy(held_x)[:, None])
+    peak = cam.flatten(1).argmax(1).numpy()
+    rows, cols = peak // 56, peak % 56
+    inside = ((rows >= corners[:, 0]) & (rows < corners[:, 0] + 28) & (cols >= corners[:, 1]) & (cols < corners[:, 1] + 28))
+    assert inside.mean() > 0.8, inside.mean()
+
+
 def test_explain_rejects_a_model_without_convolutions(tmp_path, mnist_small_npz):
     from deeprecipe.cli import main
     api.train(None, out=tmp_path / "run", overrides=[f"data.spec={mnist_small_npz}", "train.epochs=1", *MLP],
@@ -203,22 +231,55 @@ def test_pseudo_labels_are_taken_and_scored(tmp_path, mnist_arrays):
     assert summary["pseudo"][0]["unlabeled"] == 500 and "pseudo_acc" not in summary["pseudo"][0]
 
 
-@pytest.mark.slow
-def test_pseudo_labels_beat_500_labels_alone(tmp_path, mnist_arrays):
-    """50 labels per class + the rest of builtin:mnist5k unlabelled, LeNet-5 with translate/rotate, 3 seeds.
+def test_online_pseudo_labels_learn_strong_views_of_confident_images(tmp_path, mnist_arrays):
+    """pseudo.method=online (FixMatch): one trainer, the unlabelled images in every step; scored at the end."""
+    data = _semi_supervised_files(tmp_path, mnist_arrays, 30, 20, unlabelled=1500)
+    summary = api.train(None, out=tmp_path / "online", show_progress=False,
+                        overrides=[*data, "train.epochs=6", *MLP, f"data.unlabeled=npz:{tmp_path / 'unlabelled.npz'}",
+                                   "pseudo.method=online", "pseudo.threshold=0.9", "pseudo.ratio=2"])
+    (row,) = summary["pseudo"]
+    assert row["method"] == "online" and 0 < row["taken"] <= 1500
+    assert 0 < row["views_taken_share"] <= 1
+    assert row["pseudo_acc"] > row["unlabeled_acc"] > 0.5
+    assert summary["sizes"]["train"] == 300 and summary["test_acc"] > 0.6
+    assert (tmp_path / "online" / "pseudo_labels.json").is_file()
 
-    The issue asks for ≥ 3 points; measured +1.6 against a baseline trained as long (docs/labelling.md).
-    The test asserts what was measured to hold (pseudo-labels help on every seed); the 3-point target is
-    recorded as not met in docs/labelling.md rather than hidden behind an expected failure.
+
+def test_strong_augment_that_mixes_labels_is_refused(capsys):
+    from deeprecipe.cli import main
+    assert main(["train", "--set", "pseudo.strong_augment=[mixup]", "--set", "train.epochs=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pseudo.strong_augment" in err[0]
+
+
+def test_pseudo_label_experiment_quick_reads_gain_against_headroom(tmp_path):
+    """`experiment pseudo-labels --quick`: 1 seed, 1,500 unlabelled digits, 8 epochs, one round (~20 s)."""
+    from deeprecipe.experiments.registry import run_experiment
+    result, out = run_experiment("pseudo-labels", quick=True, out=tmp_path)
+    arm = {r["arm"]: r for r in result.rows}
+    assert list(arm) == ["labels_alone", "labels_alone_same_steps", "pseudo_labels", "all_labels"]
+    assert arm["all_labels"]["labelled_images"] == 2000 and arm["pseudo_labels"]["labelled_images"] == 500
+    assert arm["pseudo_labels"]["mean_acc"] > arm["labels_alone"]["mean_acc"]       # unlabelled images help...
+    assert arm["all_labels"]["mean_acc"] > arm["labels_alone"]["mean_acc"]          # ...and true labels bound them
+    assert 0 < arm["pseudo_labels"]["taken_last_round"][0] <= 1500
+    assert arm["pseudo_labels"]["pseudo_label_acc_last_round"][0] > 0.9
+    text = (out / "conclusion.txt").read_text()
+    assert "Labelling every unlabelled image by hand" in text and set(result.checks) and (out / "pseudo_labels.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_pseudo_labels_beat_500_labels_alone(tmp_path):
+    """The full `experiment pseudo-labels`: 50 labels/class, the other 3,500 unlabelled, LeNet-5, 3 seeds.
+
+    The issue asks for ≥ 3 points. Measured (docs/labelling.md): pseudo-labels beat the same-epochs
+    baseline on every seed, but the same-steps baseline is within a point and all 4,000 true labels add
+    less than 3 points over it, so the 3-point target cannot be met on this data. The test asserts what
+    holds; the experiment's own check records the 3-point claim as not reproduced.
     """
-    data = _semi_supervised_files(tmp_path, mnist_arrays, 50, 100)
-    common = [*data, "model.name=lenet5", "train.epochs=30", "data.augment=[translate:2,rotate:10]"]
-    base, semi = [], []
-    for seed in range(3):
-        base.append(api.train(None, out=tmp_path / f"base{seed}", show_progress=False,
-                              overrides=[*common, f"train.seed={seed}"])["test_acc"])
-        semi.append(api.train(None, out=tmp_path / f"semi{seed}", show_progress=False,
-                              overrides=[*common, f"train.seed={seed}", f"data.unlabeled=npz:{tmp_path / 'unlabelled.npz'}",
-                                         "pseudo.threshold=0.9", "pseudo.rounds=3"])["test_acc"])
-    print(f"500 labels alone {np.mean(base):.4f} {base}; with pseudo-labels {np.mean(semi):.4f} {semi}")
-    assert all(s > b for s, b in zip(semi, base)), (base, semi)
+    from deeprecipe.experiments.registry import run_experiment
+    result, _ = run_experiment("pseudo-labels", quick=False, out=tmp_path)
+    arm = {r["arm"]: r for r in result.rows}
+    print(result.conclusion)
+    assert all(s > b for s, b in zip(arm["pseudo_labels"]["accs"], arm["labels_alone"]["accs"]))
+    assert arm["all_labels"]["mean_acc"] > max(r["mean_acc"] for a, r in arm.items() if a != "all_labels")
+    assert min(arm["pseudo_labels"]["pseudo_label_acc_last_round"]) > 0.95

@@ -75,6 +75,8 @@ def fit_with_pseudo_labels(session: Session, run_dir: Path | None, show_progress
     images, truth = load_unlabeled(cfg.data.unlabeled, session.data.input_shape)
     if truth is not None and len(truth) and int(truth.max()) >= len(session.data.classes):
         truth = None  # labels of another class list cannot score the pseudo-labels
+    if settings.method == "online":
+        return _fit_online(session, run_dir, images, truth, show_progress)
     rounds: list[dict] = []
     data = session.data
     trainer = session.make_trainer(run_dir if settings.rounds == 0 else None, show_progress=show_progress)
@@ -99,3 +101,29 @@ def fit_with_pseudo_labels(session: Session, run_dir: Path | None, show_progress
         write_json(Path(run_dir) / "pseudo_labels.json", rounds)
     return trainer, rounds
 
+
+
+def _fit_online(session: Session, run_dir: Path | None, images: torch.Tensor, truth: np.ndarray | None,
+                show_progress: bool):
+    """One trainer whose every step also learns the unlabelled images (labelling/consistency.py); the
+    returned row scores the final model's pseudo-labels the way a round's row does."""
+    from .consistency import ConsistencyTrainer
+    settings = session.cfg.pseudo
+    trainer = session.make_trainer(run_dir, show_progress=show_progress, trainer_cls=ConsistencyTrainer,
+                                   unlabeled=images)
+    trainer.fit()
+    probs = teacher_probs(trainer, session.data, images)
+    taken = probs.max(1) >= settings.threshold
+    row = {"round": 1, "method": "online", "unlabeled": int(len(images)), "taken": int(taken.sum()),
+           "threshold": settings.threshold,
+           "views_taken_share": trainer.taken / max(1, trainer.drawn)}  # over the whole run, not just the end
+    if truth is not None:
+        labels = probs.argmax(1)
+        row["pseudo_acc"] = float((labels[taken] == truth[taken]).mean()) if taken.any() else None
+        row["unlabeled_acc"] = float((labels == truth).mean())
+    if show_progress:
+        acc = f", {row['pseudo_acc']:.4f} of them right" if row.get("pseudo_acc") is not None else ""
+        note(f"online pseudo-labels: the final model is sure of {row['taken']} of {len(images)} unlabelled images{acc}")
+    if run_dir:
+        write_json(Path(run_dir) / "pseudo_labels.json", [row])
+    return trainer, [row]
