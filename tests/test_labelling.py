@@ -269,17 +269,20 @@ def test_pseudo_label_experiment_quick_reads_gain_against_headroom(tmp_path):
 
 @pytest.mark.slow
 def test_pseudo_labels_beat_500_labels_alone(tmp_path):
-    """The full `experiment pseudo-labels`: 50 labels/class, the other 3,500 unlabelled, LeNet-5, 3 seeds.
+    """The full `experiment pseudo-labels`: 50 labels/class, the other 3,500 unlabelled, LeNet-5, 3 seeds
+    (about 15 minutes on one core).
 
-    The issue asks for ≥ 3 points. Measured (docs/labelling.md): pseudo-labels beat the same-epochs
-    baseline on every seed, but the same-steps baseline is within a point and all 4,000 true labels add
-    less than 3 points over it, so the 3-point target cannot be met on this data. The test asserts what
-    holds; the experiment's own check records the 3-point claim as not reproduced.
+    The issue asks for ≥ 3 points. Measured (docs/experiments.md): rounds +1.0 and online +1.2 over the
+    500 labels trained as long, better on every seed; all 4,000 true labels add only +1.6, so 3 points
+    cannot be reached on this data. The test asserts what holds; the experiment's own checks record
+    the 3-point claim as not reproduced.
     """
     from deeprecipe.experiments.registry import run_experiment
     result, _ = run_experiment("pseudo-labels", quick=False, out=tmp_path)
     arm = {r["arm"]: r for r in result.rows}
     print(result.conclusion)
-    assert all(s > b for s, b in zip(arm["pseudo_labels"]["accs"], arm["labels_alone"]["accs"]))
+    strongest = max((arm["labels_alone"], arm["labels_alone_same_steps"]), key=lambda r: r["mean_acc"])
+    for method in ("pseudo_labels", "pseudo_labels_online"):   # both beat the labels alone trained as long
+        assert all(s > b for s, b in zip(arm[method]["accs"], strongest["accs"])), (method, arm[method], strongest)
+        assert min(arm[method]["pseudo_label_acc_last_round"]) > 0.95
     assert arm["all_labels"]["mean_acc"] > max(r["mean_acc"] for a, r in arm.items() if a != "all_labels")
-    assert min(arm["pseudo_labels"]["pseudo_label_acc_last_round"]) > 0.95
