@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -216,6 +217,8 @@ def train(config: Config | dict | str | Path | None = None, out: str | Path | No
         if not (run_dir / "config.yaml").is_file():
             raise DeepRecipeError(f"--resume {run_dir}: no config.yaml there", "give a run folder written by `deeprecipe train`")
         cfg = resolve_config(str(run_dir / "config.yaml"), overrides)
+        if cfg.data.folds >= 2 or cfg.data.repeats >= 2:
+            return train_protocol(cfg, run_dir, show_progress, resume=True)
     else:
         cfg = _as_config(config, overrides)
         if cfg.data.folds >= 2 or cfg.data.repeats >= 2:
@@ -267,24 +270,39 @@ def train(config: Config | dict | str | Path | None = None, out: str | Path | No
     return summary
 
 
-def train_protocol(cfg: Config, out: str | Path | None = None, show_progress: bool = True) -> dict:
+def train_protocol(cfg: Config, out: str | Path | None = None, show_progress: bool = True,
+                   resume: bool = False) -> dict:
     """k-fold CV (data.folds) or repeated random splits (data.repeats): one sub-run per fold under
-    the run folder, and a top-level summary.json with per-fold results and mean ± std."""
+    the run folder, and a top-level summary.json with per-fold results and mean ± std.
+
+    With `resume`, `out` is the interrupted run: finished folds (their summary.json) are read back,
+    a fold with checkpoints/last.pt continues from it, the rest train as usual."""
     from .data.protocols import format_protocol, protocol_splits, sub_run_name, summarize_protocol
     from .utils import atomic_write_text
     ds = load_dataset(cfg)
-    run_dir = new_run_dir(cfg, out)
-    atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
+    run_dir = Path(out) if resume else new_run_dir(cfg, out)
+    if not resume:
+        atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
     results, names = [], []
     for i, splits in enumerate(protocol_splits(ds.labels.numpy(), cfg.data.folds, cfg.data.repeats,
                                                cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed), 1):
         names.append(sub_run_name(cfg.data.folds, i))
         sub = run_dir / names[-1]
+        finished = _finished_summary(sub) if resume else None
+        if finished is not None:
+            results.append(finished)
+            if show_progress:
+                note(f"{names[-1]}: finished before, test_acc {finished['test_acc']:.4f}")
+            continue
         sub.mkdir(exist_ok=True)
         atomic_write_text(sub / "config.yaml", cfg.to_yaml())
         mean, std = channel_stats(ds.images[torch.from_numpy(splits["train"]).long()])
         session = Session.create(cfg, PreparedData(ds, splits, mean, std))
         trainer = session.make_trainer(sub, show_progress=show_progress)
+        if resume and (sub / "checkpoints" / "last.pt").is_file():
+            trainer.resume_from(sub / "checkpoints" / "last.pt")
+            if show_progress:
+                note(f"{names[-1]}: resuming after epoch {trainer.state.epoch}")
         state = trainer.fit()
         results.append(finish_run(trainer, session, sub, sum(r["seconds"] for r in state.history)))
         if show_progress:
@@ -294,6 +312,15 @@ def train_protocol(cfg: Config, out: str | Path | None = None, show_progress: bo
     if show_progress:
         note(format_protocol(summary))
     return summary
+
+
+def _finished_summary(sub_run: Path) -> dict | None:
+    """A fold's summary.json when it finished; None when absent or unreadable (the fold is trained again)."""
+    try:
+        summary = json.loads((sub_run / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) and "test_acc" in summary else None
 
 
 def finish_run(trainer: Trainer, session: Session, run_dir: Path, train_seconds: float) -> dict:

@@ -91,3 +91,37 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tiny_npz, tmp_p
     for name in ("last.pt", "best.pt"):
         a, b = (load_checkpoint(d / "checkpoints" / name)["model"] for d in (ref, cut))
         assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_kfold_run_cut_off_mid_fold_resumes_where_it_stopped(tiny_npz, tmp_path, monkeypatch):
+    """A 3-fold run dies during fold 2's second epoch: --resume keeps fold 1, continues fold 2 from its
+    last.pt and trains fold 3 — ending with the numbers of a run that never stopped."""
+    from deeprecipe.api import train
+    from deeprecipe.cli import main
+    from deeprecipe.train.trainer import Trainer
+    sets = [f"data.spec={tiny_npz}", "data.folds=3", "train.epochs=2", "train.checkpoint_every=1",
+            "train.deterministic=true", "train.threads=1", "model.widths=[8,16]", "model.convs=1"]
+    whole = train(None, out=tmp_path / "whole", overrides=sets, show_progress=False)
+
+    real_epoch, calls = Trainer._run_epoch, []
+
+    def power_cut(self):
+        calls.append(self.run_dir.name)
+        if calls.count("fold2") == 2:
+            raise RuntimeError("power cut")
+        return real_epoch(self)
+
+    monkeypatch.setattr(Trainer, "_run_epoch", power_cut)
+    with pytest.raises(RuntimeError, match="power cut"):
+        train(None, out=tmp_path / "cut", overrides=sets, show_progress=False)
+    monkeypatch.setattr(Trainer, "_run_epoch", real_epoch)
+    cut = tmp_path / "cut"
+    assert (cut / "fold1" / "summary.json").is_file() and not (cut / "fold2" / "summary.json").exists()
+    fold1_log = (cut / "fold1" / "metrics.jsonl").read_text()
+
+    assert main(["train", "--resume", str(cut)]) == 0
+    resumed = json.loads((cut / "summary.json").read_text())
+    assert (cut / "fold1" / "metrics.jsonl").read_text() == fold1_log          # fold 1 was not trained again
+    assert len(read_jsonl(cut / "fold2" / "metrics.jsonl")) == 2                 # epoch 1 kept, epoch 2 added
+    assert resumed["metrics"]["test_acc"]["values"] == whole["metrics"]["test_acc"]["values"]
+    assert [r["run"] for r in resumed["runs"]] == ["fold1", "fold2", "fold3"]
