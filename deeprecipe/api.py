@@ -22,7 +22,7 @@ from .data.split import resolve_splits
 from .data.stats import channel_stats
 from .errors import DeepRecipeError
 from .models import create_model
-from .runtime import pick_channels_last, pick_device, pick_precision, seed_everything, set_threads
+from .runtime import check_compile_toolchain, pick_channels_last, pick_device, pick_precision, seed_everything, set_threads
 from .train.checkpoint import load_checkpoint, resolve_checkpoint
 from .train.metrics import classification_summary, topk_correct
 from .train.distributed import SINGLE, DistContext, broadcast_str, device_for, init_distributed, shutdown
@@ -156,6 +156,8 @@ class Session:
         device = pick_device(cfg.train.device)
         dist = init_distributed(device.type)  # a no-op unless started by torchrun
         device = device_for(dist, device)
+        if cfg.train.compile:
+            check_compile_toolchain(device)  # before any work, not at the first step
         data = data or prepare_data(cfg)
         probe = create_model(cfg.model.name, num_classes=len(data.classes), in_chans=data.input_shape[0],
                              input_size=data.input_shape[1], **cfg.model.knobs())

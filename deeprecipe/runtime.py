@@ -85,3 +85,11 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+
+
+def check_compile_toolchain(device: torch.device) -> None:
+    """torch.compile on a CPU writes and builds C++ (inductor): say so up front, not mid-training."""
+    import shutil
+    if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        raise DeepRecipeError("train.compile=true on a CPU needs a C++ compiler (torch inductor builds C++) and none "
+                              "is on PATH", "install one (e.g. apt install g++) or set train.compile=false")

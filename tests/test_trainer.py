@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 import signal
 
 import numpy as np
@@ -283,3 +284,25 @@ def test_ensemble_evaluation_averages_probabilities(tiny_npz, tmp_path):
     assert 0.0 <= result["ensemble"]["acc"] <= 1.0
     # the ensemble's loss is the NLL of the averaged probabilities: at most the members' mean loss (Jensen)
     assert result["ensemble"]["loss"] <= np.mean([m["loss"] for m in result["members"]]) + 1e-6
+
+
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")), reason="inductor needs a C++ compiler")
+def test_compiled_training_matches_eager(tmp_path, mnist_small_npz, monkeypatch):
+    """train.compile=true (torch.compile of the forward) trains to the same numbers as eager mode."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # a cold compile, as on a new machine
+    common = [f"data.spec={mnist_small_npz}", "train.epochs=2", "model.widths=[8,16]", "model.convs=1",
+              "train.threads=1", "train.deterministic=true"]
+    eager = train(None, out=tmp_path / "eager", overrides=common, show_progress=False)
+    compiled = train(None, out=tmp_path / "compiled", overrides=[*common, "train.compile=true"], show_progress=False)
+    assert compiled["test_loss"] == pytest.approx(eager["test_loss"], abs=1e-3)
+    assert compiled["test_acc"] == pytest.approx(eager["test_acc"], abs=0.01)
+    assert eager["test_loss"] < 2.2  # it learnt something, so the match is not two untrained nets
+
+
+def test_compile_without_a_cpp_compiler_is_one_line_exit_2(tmp_path, mnist_small_npz, monkeypatch, capsys):
+    from deeprecipe.cli import main
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
+    code = main(["train", "--data", mnist_small_npz, "--epochs", "1", "--out", str(tmp_path / "run"),
+                 "--set", "train.compile=true", "--set", "train.device=cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "C++ compiler" in err[-1] and "train.compile=false" in err[-1]
