@@ -178,7 +178,8 @@ class PseudoConfig(_Section):
                               "weak views and learns them on strong views every step (FixMatch)")
     threshold: float = Field(0.95, gt=0.0, le=1.0, description="take an unlabelled image when the teacher is this sure")
     rounds: int = Field(2, ge=0, description="rounds: teacher → student rounds after the first teacher")
-    ratio: float = Field(3.0, gt=0.0, le=64.0, description="online: unlabelled images per labelled image in a step")
+    ratio: float = Field(7.0, gt=0.0, le=64.0, description="online: unlabelled images per labelled image in a step "
+                                                           "(FixMatch's 7; each step then costs ~10 labelled steps)")
     weight: float = Field(1.0, ge=0.0, description="online: weight of the unlabelled (consistency) loss")
     strong_augment: list[str | dict[str, Any]] = Field(
         default_factory=lambda: ["randaugment", "cutout"],

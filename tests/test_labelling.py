@@ -264,25 +264,32 @@ def test_pseudo_label_experiment_quick_reads_gain_against_headroom(tmp_path):
     assert 0 < arm["pseudo_labels"]["taken_last_round"][0] <= 1500
     assert arm["pseudo_labels"]["pseudo_label_acc_last_round"][0] > 0.9
     text = (out / "conclusion.txt").read_text()
-    assert "Labelling every unlabelled image by hand" in text and set(result.checks) and (out / "pseudo_labels.png").stat().st_size > 1000
+    assert "All labels by hand" in text and "lenet5: " in text and set(result.checks) and (out / "pseudo_labels.png").stat().st_size > 1000
 
 
 @pytest.mark.slow
 def test_pseudo_labels_beat_500_labels_alone(tmp_path):
-    """The full `experiment pseudo-labels`: 50 labels/class, the other 3,500 unlabelled, LeNet-5, 3 seeds
-    (about 15 minutes on one core).
+    """The full `experiment pseudo-labels`: 50 labels/class, the other 3,500 unlabelled, 3 seeds, an MLP and
+    LeNet-5 (about 30 minutes on one core; numbers in docs/experiments.md).
 
-    The issue asks for ≥ 3 points. Measured (docs/experiments.md): rounds +1.0 and online +1.2 over the
-    500 labels trained as long, better on every seed; all 4,000 true labels add only +1.6, so 3 points
-    cannot be reached on this data. The test asserts what holds; the experiment's own checks record
-    the 3-point claim as not reproduced.
+    The issue's claim (≥ 3 points over the 500 labels alone) is asserted where the true labels leave room
+    for it — the MLP, against its baseline trained as long — and not for LeNet-5, where all 3,500 true
+    labels add less than 3 points; there both methods must still beat that baseline on every seed.
     """
     from deeprecipe.experiments.registry import run_experiment
     result, _ = run_experiment("pseudo-labels", quick=False, out=tmp_path)
-    arm = {r["arm"]: r for r in result.rows}
     print(result.conclusion)
-    strongest = max((arm["labels_alone"], arm["labels_alone_same_steps"]), key=lambda r: r["mean_acc"])
-    for method in ("pseudo_labels", "pseudo_labels_online"):   # both beat the labels alone trained as long
-        assert all(s > b for s, b in zip(arm[method]["accs"], strongest["accs"])), (method, arm[method], strongest)
-        assert min(arm[method]["pseudo_label_acc_last_round"]) > 0.95
-    assert arm["all_labels"]["mean_acc"] > max(r["mean_acc"] for a, r in arm.items() if a != "all_labels")
+
+    def arms(model):
+        by = {r["arm"]: r for r in result.rows if r["model"] == model}
+        return by, max((by["labels_alone"], by["labels_alone_same_steps"]), key=lambda r: r["mean_acc"])
+
+    mlp, mlp_base = arms("mlp")
+    assert mlp["pseudo_labels_online"]["mean_acc"] >= mlp_base["mean_acc"] + 0.03, (mlp["pseudo_labels_online"], mlp_base)
+    assert all(s > b for s, b in zip(mlp["pseudo_labels_online"]["accs"], mlp_base["accs"]))
+    lenet, lenet_base = arms("lenet5")
+    for method in ("pseudo_labels", "pseudo_labels_online"):
+        assert all(s > b for s, b in zip(lenet[method]["accs"], lenet_base["accs"])), (method, lenet[method], lenet_base)
+        assert min(lenet[method]["pseudo_label_acc_last_round"]) > 0.95
+    for by in (mlp, lenet):
+        assert by["all_labels"]["mean_acc"] > max(r["mean_acc"] for a, r in by.items() if a != "all_labels")
