@@ -19,7 +19,7 @@ class TwoViews:
     """Random batches of uint8 unlabelled images as (weak, strong) normalised views of the same images."""
 
     def __init__(self, images: torch.Tensor, batch_size: int, mean, std, weak, strong, device: torch.device,
-                 seed: int, channels_last: bool = False):
+                 seed: int, channels_last: bool = False, rank: int = 0):
         self.images = images.to(device)
         self.batch_size = batch_size
         self.weak, self.strong = weak, strong
@@ -28,7 +28,8 @@ class TwoViews:
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, c, 1, 1)
         self.channels_last = channels_last
         self.g = torch.Generator(device=device)
-        self.g.manual_seed(seed * 1_000_003 + 104_729)  # its own stream: the labelled loader's order is unchanged
+        # Its own stream (the labelled loader's order is unchanged); under torchrun each rank draws other images.
+        self.g.manual_seed(seed * 1_000_003 + 104_729 + 7_919 * rank)
 
     def _view(self, x: torch.Tensor, pipeline) -> torch.Tensor:
         if pipeline is not None:
@@ -52,7 +53,7 @@ class ConsistencyTrainer(Trainer):
         self.views = TwoViews(unlabeled, max(1, round(p.ratio * cfg.train.batch_size)), self.meta["mean"],
                               self.meta["std"], build_pipeline(cfg.data.augment, classes),
                               build_pipeline(p.strong_augment, classes), self.device, cfg.train.seed,
-                              self.train_loader.channels_last)
+                              self.train_loader.channels_last, rank=self.dist.rank)
         self.taken = 0      # unlabelled views that passed the threshold this epoch
         self.drawn = 0
 
