@@ -68,6 +68,17 @@ def teacher_probs(trainer, data: PreparedData, images: torch.Tensor) -> np.ndarr
     return torch.softmax(logits, 1).numpy()
 
 
+def score_pseudo_labels(probs: np.ndarray, threshold: float, truth: np.ndarray | None) -> dict:
+    """How many unlabelled images the model is sure enough of, and (with true labels) how right it is."""
+    sure = probs.max(1) >= threshold
+    guess = probs.argmax(1)
+    row = {"unlabeled": int(len(probs)), "taken": int(sure.sum()), "threshold": threshold}
+    if truth is not None:
+        row["pseudo_acc"] = float((guess[sure] == truth[sure]).mean()) if sure.any() else None
+        row["unlabeled_acc"] = float((guess == truth).mean())
+    return row
+
+
 def fit_with_pseudo_labels(session: Session, run_dir: Path | None, show_progress: bool = True):
     """Run the teacher–student rounds; returns (the last student's trainer, one stats dict per round)."""
     cfg = session.cfg
@@ -85,10 +96,7 @@ def fit_with_pseudo_labels(session: Session, run_dir: Path | None, show_progress
         probs = teacher_probs(trainer, session.data, images)
         taken = np.flatnonzero(probs.max(1) >= settings.threshold)
         labels = probs.argmax(1)[taken]
-        row = {"round": r, "unlabeled": int(len(images)), "taken": int(len(taken)), "threshold": settings.threshold}
-        if truth is not None:
-            row["pseudo_acc"] = float((labels == truth[taken]).mean()) if len(taken) else None
-            row["unlabeled_acc"] = float((probs.argmax(1) == truth).mean())
+        row = {"round": r, **score_pseudo_labels(probs, settings.threshold, truth)}
         rounds.append(row)
         if show_progress:
             acc = f", {row['pseudo_acc']:.4f} of them right" if row.get("pseudo_acc") is not None else ""
@@ -102,7 +110,6 @@ def fit_with_pseudo_labels(session: Session, run_dir: Path | None, show_progress
     return trainer, rounds
 
 
-
 def _fit_online(session: Session, run_dir: Path | None, images: torch.Tensor, truth: np.ndarray | None,
                 show_progress: bool):
     """One trainer whose every step also learns the unlabelled images (labelling/consistency.py); the
@@ -113,14 +120,8 @@ def _fit_online(session: Session, run_dir: Path | None, images: torch.Tensor, tr
                                    unlabeled=images)
     trainer.fit()
     probs = teacher_probs(trainer, session.data, images)
-    taken = probs.max(1) >= settings.threshold
-    row = {"round": 1, "method": "online", "unlabeled": int(len(images)), "taken": int(taken.sum()),
-           "threshold": settings.threshold,
+    row = {"round": 1, "method": "online", **score_pseudo_labels(probs, settings.threshold, truth),
            "views_taken_share": trainer.taken / max(1, trainer.drawn)}  # over the whole run, not just the end
-    if truth is not None:
-        labels = probs.argmax(1)
-        row["pseudo_acc"] = float((labels[taken] == truth[taken]).mean()) if taken.any() else None
-        row["unlabeled_acc"] = float((labels == truth).mean())
     if show_progress:
         acc = f", {row['pseudo_acc']:.4f} of them right" if row.get("pseudo_acc") is not None else ""
         note(f"online pseudo-labels: the final model is sure of {row['taken']} of {len(images)} unlabelled images{acc}")

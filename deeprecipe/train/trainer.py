@@ -23,7 +23,6 @@ from torch import nn
 
 from ..errors import DeepRecipeError
 from ..progress import is_interactive
-from ..runtime import check_compile_toolchain
 from ..utils import append_jsonl, atomic_write_text, note, read_jsonl
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import SINGLE, DistContext, all_reduce_sum, wrap_model
@@ -89,8 +88,6 @@ class Trainer:
         self.optimizer = build_optimizer(model, cfg.optim, lr_scale)
         # DDP and torch.compile wrap the forward only; self.model keeps the plain module for state_dict and hooks.
         wrapped = wrap_model(model, dist, device)
-        if cfg.train.compile:
-            check_compile_toolchain(device)
         self.forward_model = torch.compile(wrapped) if cfg.train.compile else wrapped
         self.ema = build_ema(model, cfg.regularize.ema)
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
