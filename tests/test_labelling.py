@@ -270,7 +270,7 @@ def test_pseudo_label_experiment_quick_reads_gain_against_headroom(tmp_path):
 @pytest.mark.slow
 def test_pseudo_labels_beat_500_labels_alone(tmp_path):
     """The full `experiment pseudo-labels`: 50 labels/class, the other 3,500 unlabelled, 3 seeds, an MLP and
-    LeNet-5 (about 30 minutes on one core; numbers in docs/experiments.md).
+    LeNet-5 (20–30 minutes on one core; numbers in docs/experiments.md).
 
     The issue's claim (≥ 3 points over the 500 labels alone) is asserted where the true labels leave room
     for it — the MLP, against its baseline trained as long — and not for LeNet-5, where all 3,500 true
