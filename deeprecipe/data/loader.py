@@ -15,6 +15,19 @@ if TYPE_CHECKING:  # augment imports data.batchops; a runtime import here would 
     from ..augment import AugmentPipeline
 
 
+class Normalizer:
+    """uint8-scaled float batch → per-channel normalised, in channels_last when asked (the model's input)."""
+
+    def __init__(self, mean, std, channels: int, device: torch.device, channels_last: bool = False):
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, channels, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, channels, 1, 1)
+        self.channels_last = channels_last
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
 class BatchLoader:
     """What every loader shares: the iteration contract (set_epoch, len, normalised (x, y) batches),
     the per-epoch seeded generator, and turning a uint8 batch into an augmented, normalised one."""
@@ -32,9 +45,7 @@ class BatchLoader:
         self.drop_last = drop_last
         self.channels_last = channels_last
         self.rank, self.world_size = rank, world_size
-        c = channels
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, c, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, c, 1, 1)
+        self.normalize = Normalizer(mean, std, channels, self.device, channels_last)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -70,10 +81,7 @@ class BatchLoader:
         x = images_uint8.float().div_(255.0)
         if self.augment is not None:
             x, y = self.augment(x, y, g)
-        x = (x - self.mean) / self.std
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x, y
+        return self.normalize(x), y
 
 
 class TensorLoader(BatchLoader):

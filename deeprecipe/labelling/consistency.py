@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..augment import build_pipeline
+from ..data.loader import Normalizer
 from ..train.trainer import Trainer, autocast_context
 
 
@@ -23,10 +24,7 @@ class TwoViews:
         self.images = images.to(device)
         self.batch_size = batch_size
         self.weak, self.strong = weak, strong
-        c = images.shape[1]
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, c, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, c, 1, 1)
-        self.channels_last = channels_last
+        self.normalize = Normalizer(mean, std, images.shape[1], device, channels_last)
         self.g = torch.Generator(device=device)
         # Its own stream (the labelled loader's order is unchanged); under torchrun each rank draws other images.
         self.g.manual_seed(seed * 1_000_003 + 104_729 + 7_919 * rank)
@@ -34,8 +32,7 @@ class TwoViews:
     def _view(self, x: torch.Tensor, pipeline) -> torch.Tensor:
         if pipeline is not None:
             x, _ = pipeline(x.clone(), torch.zeros(x.shape[0], dtype=torch.long, device=x.device), self.g)
-        x = (x - self.mean) / self.std
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        return self.normalize(x)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randint(0, self.images.shape[0], (self.batch_size,), generator=self.g, device=self.images.device)
@@ -54,7 +51,7 @@ class ConsistencyTrainer(Trainer):
                               self.meta["std"], build_pipeline(cfg.data.augment, classes),
                               build_pipeline(p.strong_augment, classes), self.device, cfg.train.seed,
                               self.train_loader.channels_last, rank=self.dist.rank)
-        self.taken = 0      # unlabelled views that passed the threshold this epoch
+        self.taken = 0      # unlabelled views that passed the threshold, over the whole run
         self.drawn = 0
 
     def compute_loss(self, x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
