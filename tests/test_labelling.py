@@ -234,10 +234,13 @@ def test_pseudo_labels_are_taken_and_scored(tmp_path, mnist_arrays):
 def test_online_pseudo_labels_learn_strong_views_of_confident_images(tmp_path, mnist_arrays):
     """pseudo.method=online (FixMatch): one trainer, the unlabelled images in every step; scored at the end."""
     data = _semi_supervised_files(tmp_path, mnist_arrays, 30, 20, unlabelled=1500)
-    summary = api.train(None, out=tmp_path / "online", show_progress=False,
-                        overrides=[*data, "train.epochs=6", *MLP, f"data.unlabeled=npz:{tmp_path / 'unlabelled.npz'}",
-                                   "pseudo.method=online", "pseudo.threshold=0.9", "pseudo.ratio=2"])
+    common = [*data, "train.epochs=6", *MLP, f"data.unlabeled=npz:{tmp_path / 'unlabelled.npz'}",
+              "pseudo.method=online", "pseudo.threshold=0.9", "pseudo.ratio=2"]
+    summary = api.train(None, out=tmp_path / "online", show_progress=False, overrides=common)
+    without = api.train(None, out=tmp_path / "weight0", show_progress=False, overrides=[*common, "pseudo.weight=0"])
     (row,) = summary["pseudo"]
+    # The consistency term is what teaches the unlabelled images: without it the model knows them less well.
+    assert row["unlabeled_acc"] > without["pseudo"][0]["unlabeled_acc"] + 0.02, (row, without["pseudo"])
     assert row["method"] == "online" and 0 < row["taken"] <= 1500
     assert 0 < row["views_taken_share"] <= 1
     assert row["pseudo_acc"] > row["unlabeled_acc"] > 0.5
