@@ -6,9 +6,15 @@ import os
 import numpy as np
 import pytest
 import torch
+from skip_guard import register
 
 # Tests share two cores; one thread per process keeps runs predictable.
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def pytest_configure(config):
+    register(config)  # on CI (env CI set) any skip but a GPU one fails the session
+
 
 FAST = ["model.name=lenet5", "train.epochs=3", "train.batch_size=32"]
 

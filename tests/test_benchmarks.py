@@ -51,6 +51,7 @@ def test_seconds_to_reach_takes_first_epoch_at_target():
     assert seconds_to_reach(history, 0.995) is None
 
 
+@pytest.mark.gpu  # skips where a GPU is visible, which CI allows
 def test_gpu_benchmark_skips_cleanly_without_a_gpu():
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():

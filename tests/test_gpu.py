@@ -5,6 +5,7 @@ import torch
 from deeprecipe.api import Session, train
 from deeprecipe.config import resolve_config
 
+pytestmark = pytest.mark.gpu  # the only tests allowed to skip on CI (tests/skip_guard.py)
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")
 
 

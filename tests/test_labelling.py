@@ -102,28 +102,31 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def test_projection_html_shows_one_point_per_image(tmp_path, conv_run, mnist_small_npz):
+@pytest.fixture(scope="module")
+def projection(tmp_path_factory, conv_run, mnist_small_npz):
+    """The projection page of 200 images with three audit suspects: its path and its source."""
     from deeprecipe.cli import main
-    from deeprecipe.data.sources import load_source
-    suspects = tmp_path / "audit.csv"
+    out = tmp_path_factory.mktemp("proj")
+    suspects = out / "audit.csv"
     suspects.write_text("rank,index\n1,5\n2,17\n3,250\n")
     assert main(["project", str(conv_run), "--data", mnist_small_npz, "--limit", "200", "--suspects", str(suspects),
-                 "--out", str(tmp_path / "proj")]) == 0
-    html_path = tmp_path / "proj" / "projection_tsne.html"
-    assert (tmp_path / "proj" / "projection_tsne.png").stat().st_size > 5000
-    source = html_path.read_text()
+                 "--out", str(out / "proj")]) == 0
+    assert (out / "proj" / "projection_tsne.png").stat().st_size > 5000
+    html_path = out / "proj" / "projection_tsne.html"
+    return html_path, html_path.read_text()
+
+
+def test_projection_html_shows_one_point_per_image(projection, conv_run, mnist_small_npz):
+    """The page's own source (no browser needed): self-contained, one mark per image, mistakes and suspects marked."""
+    from deeprecipe.cli import main
+    from deeprecipe.data.sources import load_source
+    _, source = projection
     assert "<script src" not in source and "http://" not in source and "https://" not in source
-    browser = _chromium()
-    if browser is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    profile = tmp_path / "profile"
-    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                          "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-                          "--dump-dom", html_path.as_uri()], capture_output=True, text=True, timeout=120).stdout
-    points = re.findall(r"<circle class=\"pt[^\"]*\"", dom)
+    points = re.findall(r"<circle class='pt[^']*'", source)
     assert len(points) == 200
     # The marked mistakes are exactly the images the run's model gets wrong.
     sampled = [int(i) for i in re.findall(r'"i": (\d+)', source)]
+    assert len(sampled) == 200
     ds = load_source(mnist_small_npz)
     idx = torch.tensor(sampled)
     predicted = api.load_run(conv_run).logits(ds.images[idx]).argmax(1)
@@ -137,6 +140,20 @@ def test_projection_html_shows_one_point_per_image(tmp_path, conv_run, mnist_sma
     assert xy.shape == (200, 2)
     assert cross_val_score(KNeighborsClassifier(5), xy, ds.labels[idx].numpy(), cv=3).mean() > 0.6
     assert main(["project", str(conv_run), "--data", mnist_small_npz, "--method", "pca"]) == 2
+
+
+def test_projection_page_renders_in_a_browser(projection, tmp_path):
+    """The same page opened in headless Chromium: the browser's DOM holds every point, with its marks."""
+    html_path, source = projection
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    profile = tmp_path / "profile"
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+                          "--dump-dom", html_path.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    points = re.findall(r"<circle class=\"(pt[^\"]*)\"", dom)
+    assert points == re.findall(r"<circle class='(pt[^']*)'", source)
 
 
 def test_grad_cam_marks_the_evidence(tmp_path, conv_run, mnist_arrays):
