@@ -71,21 +71,54 @@ def test_depth_grid_deepest_plain_vgg_does_not_train(tmp_path):
     assert result.checks["some combination does not train"]
 
 
+@pytest.fixture(scope="module")
+def activations(tmp_path_factory):
+    return _quick("activations", tmp_path_factory.mktemp("activations"))
+
+
+@pytest.fixture(scope="module")
+def normalization(tmp_path_factory):
+    return _quick("normalization", tmp_path_factory.mktemp("normalization"))
+
+
+def _reach(result) -> dict:
+    return {r["activation"]: r["epochs_to_25%_error"] for r in result.rows}
+
+
 @pytest.mark.slow
-def test_activations_relu_reaches_threshold_before_sigmoid(tmp_path):
-    result = _quick("activations", tmp_path)
-    reach = {r["activation"]: r["epochs_to_25%_error"] for r in result.rows}
+def test_activations_relu_reaches_threshold_before_sigmoid(activations):
+    reach = _reach(activations)
     assert reach["relu"] is not None
     assert reach["sigmoid"] is None or reach["sigmoid"] > reach["relu"]
 
 
+# The experiment's headline claims that its --quick run does not show reliably: asserted, and marked as expected
+# failures (pytest lists them as xfailed, or XPASS when they hold), so they are neither silently skipped nor
+# allowed to turn the suite red until the experiment is redesigned.
 @pytest.mark.slow
-def test_normalization_batch_norm_beats_no_norm(tmp_path):
-    result = _quick("normalization", tmp_path)
-    acc = {(r["norm"], r["batch_size"]): r["test_acc"] for r in result.rows}
+@pytest.mark.xfail(strict=False, reason="ReLU vs tanh: 10 short epochs on 2,000 digits do not separate them reliably; "
+                                        "the experiment needs a redesign (harder data, longer budget)")
+def test_activations_relu_trains_faster_than_tanh(activations):
+    reach = _reach(activations)
+    assert reach["relu"] is not None and (reach["tanh"] is None or reach["tanh"] > reach["relu"]), reach
+    assert activations.checks["relu at least as fast as tanh"]
+
+
+@pytest.mark.slow
+def test_normalization_batch_norm_beats_no_norm(normalization):
+    acc = {(r["norm"], r["batch_size"]): r["test_acc"] for r in normalization.rows}
     assert acc[("batch", 64)] > acc[("none", 64)]
-    steps = {r["batch_size"]: r["steps"] for r in result.rows}
+    steps = {r["batch_size"]: r["steps"] for r in normalization.rows}
     assert abs(steps[2] - steps[64]) <= 0.2 * steps[64]              # compared at (about) equal steps
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="batch 2: group norm does not train in the steps batch 64 gets "
+                                        "(docs/experiments.md), so BN-vs-GN at batch 2 is not shown; needs a redesign")
+def test_normalization_batch_norm_degrades_at_batch_2_group_norm_does_not(normalization):
+    acc = {(r["norm"], r["batch_size"]): r["test_acc"] for r in normalization.rows}
+    assert acc[("group", 2)] > 0.5, acc                               # group norm trains at batch 2
+    assert acc[("batch", 64)] - acc[("batch", 2)] > acc[("group", 64)] - acc[("group", 2)], acc
 
 
 @pytest.mark.slow

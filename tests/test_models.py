@@ -309,11 +309,12 @@ def test_cli_models_list_and_table(capsys):
 # ---------------------------------------------------------------------------------------------- real data
 def test_zoo_model_learns_mnist(tmp_path, mnist_small_npz):
     from deeprecipe.api import train
-    summary = train(overrides=[f"data.spec={mnist_small_npz}", "model.name=vgglike", "model.blocks=2", "model.convs=1",
-                               "model.width=8",
-                               "train.epochs=3", "train.batch_size=32"], out=tmp_path / "run", show_progress=False)
-    # Three short epochs of a 1.2k-parameter net on 700 images: well above chance (0.1), far from done.
-    assert summary["test_acc"] > 0.18
+    summary = train(overrides=[f"data.spec={mnist_small_npz}", "model.name=vgglike", "model.blocks=3", "model.convs=2",
+                               "model.width=16", "train.epochs=3", "train.batch_size=32"], out=tmp_path / "run",
+                    show_progress=False)
+    # Three short epochs of a small VGG (widths 16/32/64, two convs each) on 700 images: 0.9 measured; a net
+    # that does not learn stays near chance (0.1).
+    assert summary["test_acc"] > 0.7, summary["test_acc"]
 
 
 def test_group_norm_keeps_at_least_four_channels_a_group():
