@@ -1,0 +1,113 @@
+"""Mutation testing with mutmut, one module group at a time, each against only its own fast tests.
+
+    python scripts/mutation.py                 # every group
+    python scripts/mutation.py schedule stats  # some groups
+    python scripts/mutation.py --list          # the groups, their modules and tests
+
+mutmut rewrites each function of the named modules in small ways (a `<` for a `<=`, a constant changed, an
+argument dropped) and runs the tests that reach that function; a mutant the tests still pass on ("survived")
+is a behaviour no test pins down. Each group runs in a scratch copy of the checkout (the checkout is never
+touched), niced, with at most two test processes, so it fits a 2-core machine. Results, per group: killed,
+survived, the score (killed / (killed + survived), timeouts counted as killed as mutmut does), and the
+surviving mutants' names; `mutmut show NAME` in the printed scratch folder shows a mutant's diff.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# group: (modules to mutate, pytest arguments selecting the fast tests that pin them down)
+GROUPS: dict[str, tuple[list[str], list[str]]] = {
+    "schedule": (["deeprecipe/train/schedule.py"],
+                 ["tests/test_trainer.py", "-k", "schedules_match or plateau or plot_schedule"]),
+    "split": (["deeprecipe/data/split.py", "deeprecipe/data/protocols.py"],
+              ["tests/test_data.py", "tests/test_data_basic.py", "-k", "split or protocol or fold or group"]),
+    "stats": (["deeprecipe/data/stats.py"], ["tests/test_data.py", "tests/test_augment.py", "-k", "stat or mean or std"]),
+    "losses": (["deeprecipe/train/losses.py", "deeprecipe/train/regularize.py"],
+               ["tests/test_trainer.py", "tests/test_transfer.py", "-k",
+                "loss or smoothing or mixup or cutmix or clip or distillation_loss"]),
+    "batchops": (["deeprecipe/data/batchops.py"], ["tests/test_augment.py"]),
+    "checkpoint": (["deeprecipe/train/checkpoint.py"], ["tests/test_robustness_checkpoints.py"]),
+    "lr_find": (["deeprecipe/recipe/lr_find.py"], ["tests/test_recipe.py", "-k", "suggest"]),
+    "diagnose": (["deeprecipe/recipe/diagnose.py"], ["tests/test_recipe.py", "-k", "diagnos"]),
+}
+
+
+def scratch_copy(group: str, modules: list[str], tests: list[str], base: Path) -> Path:
+    """The checkout's package, tests and pyproject in a fresh folder, with this group's [tool.mutmut]."""
+    work = base / group
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    shutil.copytree(ROOT / "deeprecipe", work / "deeprecipe", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    settings = {"source_paths": ["deeprecipe"], "only_mutate": modules,
+                "pytest_add_cli_args_test_selection": tests,
+                "pytest_add_cli_args": ["-p", "no:cacheprovider", "-x", "-q"]}
+    toml = "\n[tool.mutmut]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
+    (work / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text() + toml)
+    return work
+
+
+def run_group(group: str, base: Path, children: int) -> dict:
+    modules, tests = GROUPS[group]
+    work = scratch_copy(group, modules, tests, base)
+    env = {**os.environ, "PYTHONPATH": str(work / "mutants")}  # the mutated copy, never the installed package
+    with open(work / "mutmut-run.log", "w") as log:  # mutmut's own progress and errors, kept for a look
+        subprocess.run(["nice", sys.executable, "-m", "mutmut", "run", "--max-children", str(children)], cwd=work,
+                       env=env, check=False, stdout=log, stderr=subprocess.STDOUT)
+    listing = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work, env=env,
+                             capture_output=True, text=True).stdout
+    status: dict[str, str] = {}
+    for line in listing.splitlines():
+        m = re.match(r"\s*(\S+):\s*(\w[\w ]*)$", line)
+        if m:
+            status[m.group(1)] = m.group(2).strip()
+    killed = sum(s in ("killed", "timeout") for s in status.values())
+    survived = sorted(n for n, s in status.items() if s == "survived")
+    other = sorted(f"{n} ({s})" for n, s in status.items() if s not in ("killed", "timeout", "survived"))
+    score = killed / max(1, killed + len(survived))
+    return {"group": group, "modules": modules, "killed": killed, "survived": len(survived), "score": round(score, 3),
+            "surviving": survived, "not_run": other, "folder": str(work)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("groups", nargs="*", help=f"some of: {', '.join(GROUPS)} (default: all)")
+    ap.add_argument("--list", action="store_true", help="print the groups and exit")
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "deeprecipe-mutation",
+                    help="scratch folder for the copies (default: %(default)s)")
+    ap.add_argument("--children", type=int, default=2, help="parallel test processes (default: %(default)s)")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args(argv)
+    if args.list:
+        for name, (modules, tests) in GROUPS.items():
+            print(f"{name}: {' '.join(modules)}  ←  pytest {' '.join(tests)}")
+        return 0
+    unknown = [g for g in args.groups if g not in GROUPS]
+    if unknown:
+        print(f"unknown group(s) {unknown}; choose from {', '.join(GROUPS)}", file=sys.stderr)
+        return 2
+    results = []
+    for group in args.groups or list(GROUPS):
+        r = run_group(group, args.work, args.children)
+        results.append(r)
+        print(f"{group}: {r['killed']} killed, {r['survived']} survived, score {r['score']:.0%}"
+              + (f"; not run: {len(r['not_run'])}" if r["not_run"] else "") + f"  ({r['folder']})", flush=True)
+        for name in r["surviving"]:
+            print(f"  survived: {name}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
