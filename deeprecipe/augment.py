@@ -7,6 +7,7 @@ return soft targets. Ops are written as strings: ``"hflip"``, ``"translate:4"``,
 """
 from __future__ import annotations
 
+import difflib
 import inspect
 import math
 from typing import Any, Callable
@@ -486,7 +487,6 @@ def parse_op(spec: str) -> Op:
     name, _, args = spec.strip().partition(":")
     name = name.strip().lower()
     if name not in _OPS:
-        import difflib
         close = difflib.get_close_matches(name, list(_OPS), n=3)
         hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(list_augments())}"
         raise DeepRecipeError(f"unknown augmentation {name!r} in data.augment", hint)
@@ -532,9 +532,3 @@ def build_pipeline(specs: list[str | dict] | None, num_classes: int,
         if op.needs_fit and fit_images is not None:
             op.fit(fit_images() if callable(fit_images) else fit_images)
     return AugmentPipeline(ops, num_classes) if ops else None
-
-
-def tta_logits(loaded_run, images_uint8: torch.Tensor, name: str) -> torch.Tensor:
-    """Test-time augmentation: see deeprecipe.data.tta."""
-    from .data.tta import tta_logits as _tta
-    return _tta(loaded_run, images_uint8, name)

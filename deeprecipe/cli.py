@@ -247,7 +247,7 @@ def _setup_doctor(p):
 
 @command("doctor", "sanity checks before training; exit 1 when one fails", _setup_doctor)
 def cmd_doctor(args) -> int:
-    from .api import Session
+    from .session import Session
     from .recipe.sanity import all_passed, print_checks, run_doctor
     checks = run_doctor(Session.create(config_from_args(args)), overfit_samples=args.samples, overfit_steps=args.steps)
     print_checks(checks)
@@ -264,7 +264,7 @@ def _setup_lr_find(p):
 @command("lr-find", "learning-rate range test: suggestion and plot", _setup_lr_find)
 def cmd_lr_find(args) -> int:
     from pathlib import Path
-    from .api import Session
+    from .session import Session
     from .recipe.lr_find import plot_lr_find, run_lr_find
     from .utils import note, write_json
     if not 0 < args.start_lr < args.end_lr or args.steps < 10:
@@ -293,7 +293,7 @@ def _setup_search(p):
 @command("search", "Optuna search over search.space: coarse, then refine; writes best.yaml", _setup_search)
 def cmd_search(args) -> int:
     from pathlib import Path
-    from .api import Session
+    from .session import Session
     from .recipe.search import print_trials, report_best, run_search
     if args.trials is not None and args.trials < 1:
         raise DeepRecipeError(f"--trials {args.trials} must be at least 1", "e.g. --trials 20")
@@ -324,7 +324,7 @@ def _setup_features(p):
 
 @command("features", "embeddings of a run's stage for a dataset, to npz", _setup_features)
 def cmd_features(args) -> int:
-    from .models.transfer import features_to_npz
+    from .export import features_to_npz
     out = args.out or f"features-{args.stage}.npz"
     info = features_to_npz(args.run, args.stage, args.data, out)
     print(json.dumps(info))
@@ -420,7 +420,7 @@ def _setup_audit(p):
 @command("audit", "rank images by how likely their label is wrong (out-of-fold); or apply corrections", _setup_audit)
 def cmd_audit(args) -> int:
     from pathlib import Path
-    from .api import load_run
+    from .loaded import load_run
     from .labelling.audit import audit, load_audit_data, relabel, write_audit
     out = Path(args.out or Path(args.run) / "audit")
     if args.relabel:

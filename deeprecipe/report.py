@@ -17,7 +17,10 @@ import torch
 import yaml
 
 from . import plots
+from .augment import build_pipeline
+from .config import resolve_config
 from .errors import DeepRecipeError
+from .session import prepare_data
 from .utils import atomic_write_text, read_jsonl
 
 MISCLASSIFIED_SHOWN = 24
@@ -41,13 +44,11 @@ class RunFiles:
         self._dataset = data  # the PreparedData of the run, when the caller already holds it
 
     def config(self):
-        from .config import resolve_config
         return resolve_config(str(self.dir / "config.yaml"))
 
     def dataset(self):
         """The run's images, conformed as in training (indices in test_predictions.npz point here)."""
         if self._dataset is None:
-            from .api import prepare_data
             self._dataset = prepare_data(self.config())
         return self._dataset
 
@@ -148,7 +149,6 @@ def section_misclassified(run: RunFiles) -> str:
 
 
 def section_augment(run: RunFiles) -> str:
-    from .augment import build_pipeline
     cfg = run.config()
     data = run.dataset()
     pipeline = build_pipeline(cfg.data.augment, len(data.classes))

@@ -11,11 +11,12 @@ import pytest
 import yaml
 from torch import nn
 
-from deeprecipe.api import Session, build_model, train
+from deeprecipe.api import train
+from deeprecipe.session import Session, build_model
 from deeprecipe.cli import main
 from deeprecipe.config import resolve_config
 from deeprecipe.errors import DeepRecipeError
-from deeprecipe.recipe.diagnose import diagnose
+from deeprecipe.train.diagnose import diagnose
 from deeprecipe.recipe.lr_find import run_lr_find, suggest_lr
 from deeprecipe.recipe.pipeline import run_recipe
 from deeprecipe.recipe.sanity import run_doctor

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..api import Session
-from ..progress import track
 from ..plots import pyplot, save_png
+from ..progress import track
+from ..session import Session
 
 
 @dataclass

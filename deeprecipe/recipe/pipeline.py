@@ -12,12 +12,13 @@ from pathlib import Path
 
 import torch
 
-from ..api import Session, build_model, new_run_dir, train
+from ..api import train
 from ..config import Config, build_config
+from ..plots import pyplot, save_png
+from ..session import Session, build_model, new_run_dir
+from ..train.diagnose import diagnose
 from ..utils import atomic_write_text, note, read_jsonl, write_json
 from . import html as page
-from .diagnose import diagnose
-from ..plots import pyplot, save_png
 from .lr_find import plot_lr_find, run_lr_find
 from .sanity import Check, check_overfit, run_doctor
 from .search import run_search

@@ -15,10 +15,12 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
+from rich.console import Console
+from rich.table import Table
 from torch import nn
 
-from ..api import Session, build_model
 from ..errors import DeepRecipeError
+from ..session import Session, build_model
 from ..train.losses import classification_loss
 from ..train.optim import build_optimizer
 
@@ -216,8 +218,6 @@ def all_passed(checks: list[Check]) -> bool:
 
 
 def print_checks(checks: list[Check]) -> None:
-    from rich.console import Console
-    from rich.table import Table
     table = Table(title="deeprecipe doctor")
     for col in ("check", "result", "measured", "fix"):
         table.add_column(col, overflow="fold")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..errors import DeepRecipeError
 
@@ -64,7 +65,6 @@ def device_for(ctx: DistContext, device: torch.device) -> torch.device:
 def wrap_model(model: torch.nn.Module, ctx: DistContext, device: torch.device, sync_bn: bool = False) -> torch.nn.Module:
     if not ctx.enabled:
         return model
-    from torch.nn.parallel import DistributedDataParallel as DDP
     if sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index] if device.type == "cuda" else None

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
 from ..errors import DeepRecipeError
@@ -157,6 +158,10 @@ class Trainer:
         if self.run_dir and self.state.step % self.cfg.log.steps_every == 0:
             append_jsonl(self.run_dir / "steps.jsonl", {"step": self.state.step, "loss": loss_value, "lr": lr})
         return loss_value * x.shape[0], correct
+
+    def extra_summary(self, loader) -> dict[str, Any]:
+        """Numbers a trainer adds to summary.json from the test loader (distillation: the teacher's accuracy)."""
+        return {}
 
     # ----------------------------------------------------------------------------- evaluation
     @torch.no_grad()
@@ -403,7 +408,6 @@ class _EpochBar:
     def __init__(self, total: int, description: str, enabled: bool):
         self.progress = None
         if enabled and is_interactive():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(), transient=True)
             self.task = self.progress.add_task(description, total=total, loss=math.nan)
