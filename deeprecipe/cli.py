@@ -60,7 +60,7 @@ def config_from_args(args):
 # Each command is one self-contained block: a setup function for its arguments and a runner.
 # Blocks are grouped by area so that work on different areas touches different parts of this file.
 
-# ==== training and using runs ====================================================================
+# ==== training and using runs ====================================================================================
 def _setup_train(p):
     add_train_options(p)
     p.add_argument("--resume", metavar="RUN", help="continue RUN from checkpoints/last.pt")
@@ -134,7 +134,7 @@ def cmd_predict(args) -> int:
     return 0
 
 
-# ==== data and augmentation (issue 3) ============================================================
+# ==== data and augmentation ======================================================================================
 def _setup_data(p):
     dsub = p.add_subparsers(dest="action", parser_class=_Parser, required=True)
     q = dsub.add_parser("inspect", help="sizes, class balance, mean/std, duplicates, sample grid")
@@ -204,7 +204,7 @@ def cmd_augment(args) -> int:
     return 0
 
 
-# ==== models (issue 4) ===========================================================================
+# ==== models =====================================================================================================
 def _setup_models(p):
     p.add_argument("name", nargs="?", help="show this model's layer table instead of the list")
     p.add_argument("--num-classes", type=int, default=10)
@@ -238,7 +238,7 @@ def cmd_models(args) -> int:
     return 0
 
 
-# ==== the recipe: doctor, lr-find, search, recipe (issue 6) ======================================
+# ==== the recipe: doctor, lr-find, search, recipe ================================================================
 def _setup_doctor(p):
     add_train_options(p)
     p.add_argument("--samples", type=int, default=50, help="images to overfit (10–100)")
@@ -314,7 +314,7 @@ def cmd_recipe(args) -> int:
 
 
 
-# ==== transfer, features, distillation (issue 7) =================================================
+# ==== transfer, features, distillation ===========================================================================
 def _setup_features(p):
     p.add_argument("run")
     p.add_argument("--stage", required=True, help="stage to tap (see `deeprecipe models NAME`), e.g. stage3")
@@ -331,7 +331,7 @@ def cmd_features(args) -> int:
     return 0
 
 
-# ==== experiments (issue 8) ======================================================================
+# ==== experiments ================================================================================================
 def _setup_experiment(p):
     p.add_argument("name", nargs="?", help="experiment to run; omit to list them")
     p.add_argument("--quick", action="store_true", help="a smaller, faster version")
@@ -350,7 +350,7 @@ def cmd_experiment(args) -> int:
     return 0
 
 
-# ==== reports, runs, export (issue 11) ===========================================================
+# ==== reports, runs, export ======================================================================================
 def _setup_report(p):
     p.add_argument("run", help="a run folder written by `deeprecipe train`")
 
@@ -406,7 +406,7 @@ def cmd_export(args) -> int:
 
 
 
-# ==== labelling help: audit, project, explain (issue 13) =========================================
+# ==== labelling help: audit, project, explain ====================================================================
 def _setup_audit(p):
     p.add_argument("run")
     p.add_argument("--data", required=True, help="data spec whose labels to audit (training and test images)")

@@ -19,10 +19,10 @@ from sklearn.model_selection import train_test_split
 
 from ..errors import DeepRecipeError
 from ..loaded import LoadedRun, load_run
+from ..pages import esc, page, png_data_uri
 from ..plots import pyplot, save_png
 from ..utils import atomic_write_text
 from .audit import load_audit_data
-from .pages import esc, page, png_data_uri
 
 METHODS = ("tsne", "umap")
 

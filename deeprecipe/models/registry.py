@@ -27,12 +27,10 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
 
 def list_models(family: str | None = None) -> list[str]:
-    _load_families()
     return sorted(n for n in _MODELS if family is None or _FAMILY[n] == family)
 
 
 def model_family(name: str) -> str:
-    _load_families()
     return _FAMILY[name]
 
 
@@ -43,7 +41,6 @@ def model_knobs(name: str) -> list[str]:
 
 
 def get_builder(name: str) -> Callable[..., nn.Module]:
-    _load_families()
     if name not in _MODELS:
         close = difflib.get_close_matches(name, list(_MODELS), n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else "run `deeprecipe models` for the list"
@@ -68,20 +65,3 @@ def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, input_si
         return fn(num_classes=num_classes, in_chans=in_chans, **knobs)
     except (ValueError, TypeError) as err:
         raise DeepRecipeError(f"model {name!r}: {err}", f"its knobs are: {', '.join(model_knobs(name))}") from None
-
-
-_loaded = False
-
-
-def _load_families() -> None:
-    """Import every family module once so their @register_model decorators run."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    import importlib
-    import pkgutil
-    from .. import models as pkg
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if info.name not in ("registry", "layers", "base", "transfer", "summary"):
-            importlib.import_module(f"{pkg.__name__}.{info.name}")

@@ -71,11 +71,6 @@ def wrap_model(model: torch.nn.Module, ctx: DistContext, device: torch.device, s
     return DDP(model, device_ids=ids)
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain module inside a DDP wrapper (its state dict has no 'module.' prefix)."""
-    return getattr(model, "module", model)
-
-
 def all_reduce_sum(values: list[float], ctx: DistContext, device: torch.device) -> list[float]:
     """Sum numbers over ranks (epoch loss/correct/seen totals)."""
     if not ctx.enabled:
@@ -92,11 +87,6 @@ def broadcast_str(value: str | None, ctx: DistContext) -> str | None:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
-
-
-def barrier(ctx: DistContext) -> None:
-    if ctx.enabled:
-        dist.barrier()
 
 
 def shutdown(ctx: DistContext) -> None:
