@@ -151,11 +151,20 @@ def read_builtin(name: str) -> ImageSet:
     return ds
 
 
+def require_file(p: Path, kind: str, holds: str) -> None:
+    """A `kind:PATH` spec must name a file; a folder there most likely meant the folder spec (the plain path)."""
+    if p.is_dir():
+        raise DeepRecipeError(f"{kind}:{p} is a folder, not a .{kind} file",
+                              f"for a folder of class sub-folders write --data {p}; "
+                              f"{kind}:PATH names a file {holds}")
+    if not p.is_file():
+        raise DeepRecipeError(f"{kind} file {p} does not exist", f"give {kind}:PATH to a file {holds}")
+
+
 @register_source("npz")
 def read_npz(path: str) -> ImageSet:
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise DeepRecipeError(f"npz file {p} does not exist", "give npz:PATH to a file with arrays x and y")
+    require_file(p, "npz", "with arrays x and y")
     try:
         d = np.load(p, allow_pickle=False)
         keys = set(d.files)
