@@ -189,17 +189,28 @@ def read_npz(path: str) -> ImageSet:
 # image folders
 
 def decode_image_file(path: Path) -> torch.Tensor:
-    """Decode one image file to uint8 (C, H, W) with C = 1 (gray) or 3 (RGB). Raises on bad files."""
+    """Decode one image file to uint8 (C, H, W) with C = 1 (gray) or 3 (RGB).
+
+    A bad file raises DeepRecipeError naming the file only: torchvision's own messages carry source paths
+    from its build machine, which mean nothing to a user."""
     import warnings
+    path = Path(path)
     with warnings.catch_warnings():
         # torchvision 0.29 flags its decoders as deprecated in favour of TorchCodec; they still work and are the
         # decoders DESIGN.md chose. Revisit when torchvision drops them.
         warnings.simplefilter("ignore", DeprecationWarning)
         from torchvision.io import ImageReadMode, decode_image, read_file
-        data = read_file(str(path))
-        if data.numel() == 0:
-            raise ValueError("empty file")
-        img = decode_image(data, mode=ImageReadMode.RGB)
+        try:
+            data = read_file(str(path))
+        except RuntimeError:
+            raise DeepRecipeError(f"{path.name}: cannot be read", "check that the file exists and is readable") from None
+        try:
+            if data.numel() == 0:
+                raise ValueError("empty file")
+            img = decode_image(data, mode=ImageReadMode.RGB)
+        except (RuntimeError, ValueError):
+            raise DeepRecipeError(f"{path.name}: not an image, or a format that cannot be decoded",
+                                  "give JPEG, PNG, WebP or GIF files") from None
     if img.dtype != torch.uint8:  # 16-bit PNGs decode to uint16
         img = (img.to(torch.int32) >> 8).to(torch.uint8)
     if img.ndim == 4:  # animated GIF: first frame
