@@ -33,14 +33,43 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     summary_file = run_dir / "summary.json"
     summary = json.loads(summary_file.read_text(encoding="utf-8")) if summary_file.is_file() else {}
     vals = [r["val_acc"] for r in history if r.get("val_acc") is not None]
-    return {"name": run_dir.name, "path": str(run_dir), "model": cfg.get("model", {}).get("name"),
+    return {"name": run_dir.name, "path": str(run_dir), "status": run_status(run_dir),
+            "model": cfg.get("model", {}).get("name"),
             "data": cfg.get("data", {}).get("spec"), "epochs": len(history),
             "best_val": max(vals) if vals else None, "test_acc": summary.get("test_acc"),
             "seconds": summary.get("train_seconds", sum(r.get("seconds", 0) for r in history) or None)}
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / "config.yaml").is_file() and ((path / "metrics.jsonl").is_file() or (path / "summary.json").is_file())
+    """A folder `deeprecipe train` wrote: its config.yaml plus results, or a config.yaml alone (a run stopped
+    before its first epoch ended) that is a training config."""
+    if not (path / "config.yaml").is_file():
+        return False
+    if (path / "metrics.jsonl").is_file() or (path / "summary.json").is_file():
+        return True
+    cfg = _read_config(path)
+    return isinstance(cfg, dict) and {"data", "model", "train"} <= set(cfg)
+
+
+def run_status(run_dir: Path) -> str:
+    """finished (summary.json) | unfinished (some epochs done) | not started (stopped in its first epoch)."""
+    if (run_dir / "summary.json").is_file():
+        return "finished"
+    return "unfinished" if read_jsonl(run_dir / "metrics.jsonl") else "not started"
+
+
+def unfinished_advice(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per run that did not finish: how to carry on with it, or remove it."""
+    lines = []
+    for r in rows:
+        path = r["path"]
+        if r["status"] == "unfinished":
+            lines.append(f"{r['name']}: unfinished after {r['epochs']} epoch(s); continue it with "
+                         f"`deeprecipe train --resume {path}`, or remove it: rm -r {path}")
+        elif r["status"] == "not started":
+            lines.append(f"{r['name']}: stopped before its first epoch ended (config.yaml only); start it again with "
+                         f"`deeprecipe train --config {path}/config.yaml --out {path}`, or remove it: rm -r {path}")
+    return lines
 
 
 def find_runs(folder: str | Path = "runs") -> list[Path]:
@@ -70,7 +99,10 @@ def runs_table(rows: list[dict[str, Any]], title: str = "runs"):
     for key, (heading, _) in COLUMNS.items():
         table.add_column(heading, justify="left" if key in ("name", "model", "data") else "right", overflow="fold")
     for r in rows:
-        table.add_row(*(_cell(k, r[k]) for k in COLUMNS))
+        cells = [_cell(k, r[k]) for k in COLUMNS]
+        if r.get("status", "finished") != "finished":
+            cells[0] += f" ({r['status']})"
+        table.add_row(*cells)
     return table
 
 
