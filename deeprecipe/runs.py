@@ -52,10 +52,8 @@ def is_run_dir(path: Path) -> bool:
 
 
 def run_status(run_dir: Path) -> str:
-    """finished (summary.json) | unfinished (some epochs done) | not started (stopped in its first epoch)."""
-    if (run_dir / "summary.json").is_file():
-        return "finished"
-    return "unfinished" if read_jsonl(run_dir / "metrics.jsonl") else "not started"
+    """finished (it wrote summary.json) or unfinished (stopped, possibly before its first epoch ended)."""
+    return "finished" if (run_dir / "summary.json").is_file() else "unfinished"
 
 
 def unfinished_advice(rows: list[dict[str, Any]]) -> list[str]:
@@ -63,13 +61,22 @@ def unfinished_advice(rows: list[dict[str, Any]]) -> list[str]:
     lines = []
     for r in rows:
         path = r["path"]
-        if r["status"] == "unfinished":
+        if r["status"] == "finished":
+            continue
+        if _resumable(Path(path)):
             lines.append(f"{r['name']}: unfinished after {r['epochs']} epoch(s); continue it with "
                          f"`deeprecipe train --resume {path}`, or remove it: rm -r {path}")
-        elif r["status"] == "not started":
-            lines.append(f"{r['name']}: stopped before its first epoch ended (config.yaml only); start it again with "
+        else:  # no last.pt to resume from: the same config, in the same folder, starts it again
+            lines.append(f"{r['name']}: unfinished, stopped before its first epoch ended (config.yaml only); start it again with "
                          f"`deeprecipe train --config {path}/config.yaml --out {path}`, or remove it: rm -r {path}")
     return lines
+
+
+def _resumable(run_dir: Path) -> bool:
+    """--resume needs checkpoints/last.pt, except for k-fold/repeated runs, which resume fold by fold."""
+    data = _read_config(run_dir).get("data") or {}
+    protocol = max(data.get("folds") or 0, data.get("repeats") or 0) >= 2
+    return protocol or (run_dir / "checkpoints" / "last.pt").is_file()
 
 
 def find_runs(folder: str | Path = "runs") -> list[Path]:
