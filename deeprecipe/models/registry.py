@@ -60,6 +60,11 @@ def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, input_si
     if input_size is not None and "input_size" in accepted:
         knobs["input_size"] = input_size
     unknown = [k for k in knobs if k not in accepted]
+    refused = getattr(fn, "refused", {})
+    for k in unknown:
+        if k in refused:  # a knob the architecture rules out, with the reason
+            raise DeepRecipeError(f"model {name!r} does not take {k!r}: {refused[k]}",
+                                  f"its knobs are: {', '.join(model_knobs(name)) or 'none'}")
     if unknown:
         ok = ", ".join(model_knobs(name)) or "none"
         raise DeepRecipeError(f"model {name!r} does not take {', '.join(repr(u) for u in unknown)}",
@@ -71,6 +76,9 @@ def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, input_si
 
 
 _loaded = False
+# One module per family; importing it registers its models.
+FAMILIES = ("mlp", "lenet", "convnet", "alexnet", "vgg", "resnet", "allconv", "nin", "googlenet", "densenet",
+            "mobilenet", "shufflenet", "efficientnet", "convnext", "squeezenet")
 
 
 def _load_families() -> None:
@@ -80,8 +88,5 @@ def _load_families() -> None:
         return
     _loaded = True
     import importlib
-    import pkgutil
-    from .. import models as pkg
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if info.name not in ("registry", "layers", "base", "transfer", "summary"):
-            importlib.import_module(f"{pkg.__name__}.{info.name}")
+    for family in FAMILIES:
+        importlib.import_module(f"{__package__}.{family}")

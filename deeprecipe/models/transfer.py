@@ -74,7 +74,13 @@ def to_deeprecipe_names(model: nn.Module, state: dict[str, torch.Tensor], model_
     except ImportError:
         raise DeepRecipeError(f"the weights do not use deeprecipe's layer names for {model_name!r}",
                               "this version has no torchvision weight converter; give a deeprecipe checkpoint") from None
+    table = getattr(model, "torchvision_keys", None)
     try:
+        if table is not None:  # built from torchvision's code: the model knows every key
+            from .torchvision_compat import rename_by_table, torchvision_keys
+            # the full layout too, so side heads in the file (GoogLeNet's aux1/aux2) are known, then unused
+            full = torchvision_keys(model_name) or {} if model_name else {}
+            return rename_by_table({**full, **table}, model_name, state)
         return convert_torchvision_state_dict(model_name, state)
     except (KeyError, ValueError) as err:
         raise DeepRecipeError(f"the weights are neither deeprecipe's nor torchvision's {model_name} ({err})",
@@ -93,6 +99,11 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
 
 
+def fresh_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """Prefixes of the layers that classify: the head and any auxiliary heads (GoogLeNet, Inception)."""
+    return (head_prefix(model), *getattr(model, "aux_prefixes", []))
+
+
 def head_prefix(model: nn.Module) -> str:
     """State-dict prefix of the final linear layer (`classifier.` or `classifier.1.`)."""
     if not hasattr(model, "last_linear"):
@@ -109,7 +120,7 @@ def load_pretrained(model: nn.Module, path: str | Path, model_name: str | None =
     state, kind = read_state_dict(path)
     state = to_deeprecipe_names(model, state, model_name or getattr(model, "name", None))
     own = model.state_dict()
-    head = head_prefix(model)
+    head = fresh_prefixes(model)
     report = LoadReport(str(path), kind)
     usable = {}
     for key, want in own.items():
