@@ -13,6 +13,7 @@ from torch import nn
 
 from ..errors import DeepRecipeError
 
+TIMM = "timm:"  # model names with this prefix are built by timm (timm_models.py), not registered here
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _FAMILY: dict[str, str] = {}
 
@@ -32,12 +33,16 @@ def list_models(family: str | None = None) -> list[str]:
 
 
 def model_family(name: str) -> str:
+    if name.startswith(TIMM):
+        return "timm"
     _load_families()
     return _FAMILY[name]
 
 
 def model_knobs(name: str) -> list[str]:
     """The keyword arguments a model accepts beyond num_classes/in_chans."""
+    if name.startswith(TIMM):
+        return ["dropout", "drop_path", "init"]
     fn = get_builder(name)
     return [p for p in inspect.signature(fn).parameters if p not in ("num_classes", "in_chans", "input_size")]
 
@@ -54,7 +59,11 @@ def get_builder(name: str) -> Callable[..., nn.Module]:
 def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, input_size: int | None = None,
                  **knobs: Any) -> nn.Module:
     """Build a registered model. `input_size` reaches builders that need it (flattening heads);
-    for the others it does not matter. Every other keyword must be one the builder declares."""
+    for the others it does not matter. Every other keyword must be one the builder declares.
+    `timm:NAME` builds timm's NAME (timm_models.py)."""
+    if name.startswith(TIMM):
+        from .timm_models import build_timm
+        return build_timm(name[len(TIMM):], num_classes, in_chans, input_size, **knobs)
     fn = get_builder(name)
     accepted = inspect.signature(fn).parameters
     if input_size is not None and "input_size" in accepted:
