@@ -28,7 +28,7 @@ from torch.nn import functional as F
 from torchvision import transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's deeprecipe, not an installed one
-from benchmarks.common import emit, limit_parts  # noqa: E402
+from benchmarks.common import emit, limit_parts, timed_epoch  # noqa: E402
 from benchmarks.reference import DigitImages, accuracy  # noqa: E402
 from deeprecipe.data.sources import load_source  # noqa: E402
 from deeprecipe.data.split import split_indices  # noqa: E402
@@ -124,27 +124,21 @@ def train(name: str, epochs: int | None = None, limit: int | None = None, thread
     epochs = epochs or recipe["epochs"]
     train_loader, test_loader = build_loaders(recipe, limit, seed)
     model, opt, per_batch, per_epoch = build(name, len(train_loader), epochs)
+
+    def step(x, y):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if per_batch:
+            per_batch.step()
+
     history, clock, seen, step_seconds, data_seconds = [], 0.0, 0, 0.0, 0.0
     for epoch in range(epochs):
         model.train()
         t0 = time.perf_counter()
-        batches = iter(train_loader)
-        while True:
-            t_fetch = time.perf_counter()
-            try:
-                x, y = next(batches)
-            except StopIteration:
-                break
-            t_step = time.perf_counter()
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if per_batch:
-                per_batch.step()
-            data_seconds += t_step - t_fetch
-            step_seconds += time.perf_counter() - t_fetch
-            seen += len(y)
+        images, fetching, stepping = timed_epoch(train_loader, step)
+        seen, data_seconds, step_seconds = seen + images, data_seconds + fetching, step_seconds + stepping
         if per_epoch:
             per_epoch.step()
         clock += time.perf_counter() - t0
