@@ -210,7 +210,9 @@ def _setup_models(p):
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--in-chans", type=int, default=3)
     p.add_argument("--input-size", type=int, default=32, help="image side in pixels for shapes and FLOPs")
-    p.add_argument("--family", help="list only this family (alexnet, vgg, resnet, mlp, lenet, convnet)")
+    p.add_argument("--family", help="list only this family (mlp, lenet, convnet, alexnet, vgg, resnet, allconv, nin, googlenet, "
+                        "densenet, mobilenet, shufflenet, efficientnet, convnext, squeezenet); "
+                        "NAME may also be timm:NAME")
     p.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE", dest="knobs",
                    help="model knob for the layer table, e.g. --set norm=group (repeatable)")
 
@@ -373,7 +375,7 @@ def _setup_runs(p):
 @command("runs", "table of runs in a folder; `runs compare RUN RUN ...` overlays curves", _setup_runs)
 def cmd_runs(args) -> int:
     from rich.console import Console
-    from .runs import compare_runs, differences_table, list_runs, runs_table
+    from .runs import compare_runs, differences_table, list_runs, runs_table, unfinished_advice
     console = Console()
     if args.targets[:1] == ["compare"]:
         if args.sort:
@@ -389,6 +391,8 @@ def cmd_runs(args) -> int:
         raise DeepRecipeError("--out applies to `runs compare`", "drop --out, or use deeprecipe runs compare RUN RUN --out FILE")
     rows = list_runs(args.targets[0] if args.targets else "runs", sort=args.sort or "test_acc")
     console.print(runs_table(rows))
+    for line in unfinished_advice(rows):
+        print(line)
     return 0
 
 

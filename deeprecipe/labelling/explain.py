@@ -21,8 +21,7 @@ from ..utils import atomic_write_bytes
 
 def last_conv_stage(model: nn.Module) -> nn.Module:
     """The last body stage that holds a Conv2d (deeprecipe models name their stages)."""
-    body = getattr(model, "body", None)
-    stages = list(body.children()) if isinstance(body, nn.Sequential) else []
+    stages = [model.stage(n) for n in getattr(model, "stage_names", []) if n != "classifier"]
     for stage in reversed(stages):
         if any(isinstance(m, nn.Conv2d) for m in stage.modules()):
             return stage
@@ -82,10 +81,7 @@ def explain(run: str | Path, images: list[str], out: str | Path) -> list[dict]:
         p = Path(item)
         if not p.is_file():
             raise DeepRecipeError(f"{p} is not an image file", "give image files to explain")
-        try:
-            img = decode_image_file(p)
-        except Exception as err:
-            raise DeepRecipeError(f"{p} is not a readable image ({type(err).__name__})", "give PNG/JPEG files") from None
+        img = decode_image_file(p)
         img = conform(img[None], loaded.input_shape[0], tuple(loaded.input_shape[1:]))
         cam, probs, chosen = grad_cam(loaded, img)
         label = loaded.classes[int(chosen[0])]
