@@ -18,7 +18,8 @@ from torch.optim.swa_utils import AveragedModel
 
 
 def ema_decay(decay: float, updates: int) -> float:
-    """The decay applied when folding in a model after `updates` earlier updates (the first one is a copy)."""
+    """The decay used to fold in the model when the average already holds `updates` of them (AveragedModel
+    copies the first model outright, so the first decay used is that for updates=1: 2/11)."""
     return min(decay, (1 + updates) / (10 + updates))
 
 
