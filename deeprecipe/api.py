@@ -165,6 +165,7 @@ def finish_run(trainer: Trainer, session: Session, run_dir: Path, train_seconds:
         "test_acc": topk_correct(logits, labels, 1) / max(1, labels.numel()),
         "test_loss": float(torch.nn.functional.cross_entropy(logits, labels).item()) if labels.numel() else None,
         "evaluated_on": part,
+        "evaluated_weights": "ema" if trainer.ema is not None else "raw",  # best.pt holds the EMA average when on
         "best_epoch": trainer.state.best_epoch,
         "epochs_run": trainer.state.epoch,
         "stopped_early": trainer.state.stopped_early,
