@@ -12,7 +12,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import DeepRecipeError
+from .augment import build_pipeline
+from .errors import DeepRecipeError, did_you_mean
 
 
 class _Section(BaseModel):
@@ -101,7 +102,9 @@ class RegularizeConfig(_Section):
     patience: int = Field(5, ge=1)
     min_delta: float = Field(0.0, ge=0.0)
     restore_best: bool = Field(True, description="at the end, load the best epoch's weights into the model")
-    ema: float | None = Field(None, gt=0.0, lt=1.0, description="EMA decay of the weights, e.g. 0.999")
+    ema: float | None = Field(None, gt=0.0, lt=1.0,
+                              description="EMA decay of the weights (warmed up as min(ema, (1+n)/(10+n)) over the "
+                                          "n steps so far), e.g. 0.99 for a few thousand steps, 0.999 for more")
 
 
 class TrainConfig(_Section):
@@ -188,7 +191,6 @@ class PseudoConfig(_Section):
     @field_validator("strong_augment")
     @classmethod
     def _no_mixing(cls, v):
-        from .augment import build_pipeline
         pipeline = build_pipeline(v, 2)
         if pipeline is not None and pipeline.mixers:
             raise ValueError("mixup/cutmix change the labels; a strong view must keep its image's pseudo-label")
@@ -216,13 +218,25 @@ class Config(_Section):
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-def _describe(err: ValidationError, source: str) -> str:
+def _describe(err: ValidationError, source: str) -> tuple[str, str]:
+    """The first bad field as (message, fix); an unknown key or section gets the nearest valid name."""
     first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    msg = first["msg"]
+    loc = [str(p) for p in first["loc"]]
+    key = ".".join(loc) or "(top level)"
     if first["type"] == "extra_forbidden":
-        msg = "unknown key"
-    return f"{source}: {key}: {msg}"
+        prefix, known = _known_keys(loc[:-1])
+        what = "key" if prefix else "section"
+        return f"{source}: {key}: unknown {what}", did_you_mean(loc[-1], known, f"known {what}s: {', '.join(known)}",
+                                                                 prefix)
+    return f"{source}: {key}: {first['msg']}", "fix or remove that key (see `deeprecipe train --help`)"
+
+
+def _known_keys(path: list[str]) -> tuple[str, list[str]]:
+    """The dotted prefix of `path` and the field names of the section it leads to."""
+    cls: Any = Config
+    for part in path:
+        cls = cls.model_fields[part].annotation
+    return "".join(f"{p}." for p in path), list(cls.model_fields)
 
 
 def build_config(data: dict[str, Any] | None = None, source: str = "config") -> Config:
@@ -230,7 +244,7 @@ def build_config(data: dict[str, Any] | None = None, source: str = "config") -> 
     try:
         return Config.model_validate(data or {})
     except ValidationError as err:
-        raise DeepRecipeError(_describe(err, source), "fix or remove that key (see `deeprecipe train --help`)") from None
+        raise DeepRecipeError(*_describe(err, source)) from None
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

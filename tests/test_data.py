@@ -159,7 +159,7 @@ def test_csv_round_trip_relative_paths_and_escape(tmp_path, mnist_arrays):
 
 # ------------------------------------------------------------------------------------------ streaming
 def test_stream_loader_matches_memory_loader(tmp_path, mnist_arrays):
-    from deeprecipe.api import prepare_data
+    from deeprecipe.session import prepare_data
     from deeprecipe.data.stream import StreamLoader
     x, y = _slice(mnist_arrays, 6)
     _write_folder(tmp_path / "f", x, y)
@@ -180,7 +180,7 @@ def test_stream_loader_matches_memory_loader(tmp_path, mnist_arrays):
 
 
 def test_auto_loader_streams_when_too_big(tmp_path, mnist_arrays):
-    from deeprecipe.api import load_dataset
+    from deeprecipe.session import load_dataset
     x, y = _slice(mnist_arrays, 2)
     _write_folder(tmp_path / "f", x, y)
     small = build_config({"data": {"spec": str(tmp_path / "f"), "memory_limit_mb": 0.001}})
@@ -262,7 +262,7 @@ def test_leak_report_finds_shared_images(mnist_arrays):
 
 
 def test_prepare_data_warns_about_leaks(tmp_path, mnist_arrays, capsys):
-    from deeprecipe.api import prepare_data
+    from deeprecipe.session import prepare_data
     x, y = _slice(mnist_arrays, 10)
     x = np.concatenate([x, x[:20]])
     y = np.concatenate([y, y[:20]])
@@ -287,8 +287,8 @@ def test_data_inspect_folder(tmp_path, mnist_arrays, capsys):
     assert "imbalance (largest/smallest class): 4.00" in capsys.readouterr().out
 
 
-def test_more_folds_than_images_per_class_is_a_clear_error(mnist_npz):
+def test_more_folds_than_images_per_class_is_a_clear_error(mnist_npz, tmp_path):
     from deeprecipe.api import train
     from deeprecipe.errors import DeepRecipeError
     with pytest.raises(DeepRecipeError, match="data.folds=5"):
-        train({"data": {"spec": mnist_npz(3), "folds": 5}}, show_progress=False)
+        train({"data": {"spec": mnist_npz(3), "folds": 5}}, out=tmp_path / "cv", show_progress=False)

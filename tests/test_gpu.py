@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from deeprecipe.api import Session, train
+from deeprecipe.api import train
+from deeprecipe.session import Session
 from deeprecipe.config import resolve_config
 
 pytestmark = pytest.mark.gpu  # the only tests allowed to skip on CI (tests/skip_guard.py)

@@ -28,12 +28,15 @@ def _has_tensorboard() -> bool:
 
 @pytest.fixture(scope="module")
 def three_runs(tmp_path_factory, mnist_small_npz):
-    """Three one-epoch runs that differ in learning rate (the last also logs to TensorBoard when it can)."""
+    """Three one-epoch runs that differ in learning rate (the second evaluates EMA weights, the last also logs to
+    TensorBoard when it can)."""
     root = tmp_path_factory.mktemp("runs")
     runs = []
     for name, lr in (("a", 0.01), ("b", 0.002), ("c", 0.0005)):
         overrides = [f"data.spec={mnist_small_npz}", "train.epochs=2", "train.batch_size=64", "model.widths=[8,16]",
                      "model.convs=1", f"optim.lr={lr}", "log.steps_every=2"]
+        if name == "b":
+            overrides.append("regularize.ema=0.9")
         if name == "c" and _has_tensorboard():
             overrides.append("log.tensorboard=true")
         with pytest.MonkeyPatch.context() as mp:
@@ -79,6 +82,7 @@ def test_every_run_leaves_a_report_with_every_section(three_runs):
         assert np.asarray(images[0].convert("L")).std() > 5, key
     summary = json.loads((run / "summary.json").read_text())
     assert f"{summary['test_acc']:.4f}" in sections["summary"]
+    assert summary["evaluated_weights"] == "raw" and re.search(r"weights evaluated.*?>raw<", sections["summary"])
     rows = re.findall(r"<tr><td>([^<]+)</td>", sections["per-class"])
     assert rows == summary["classes"]
     assert "model:" in sections["config"] and "optim:" in sections["config"]
@@ -114,6 +118,8 @@ def test_report_command_rebuilds_and_diagnosis_is_shown(three_runs, tmp_path):
     assert main(["report", str(run)]) == 0
     diag = _sections((run / "report.html").read_text(encoding="utf-8"))["diagnosis"]
     assert "underfitting" in diag and "train accuracy 0.41 after 2 epochs" in diag and "train longer" in diag
+    assert summary["evaluated_weights"] == "ema"  # run b averages its weights: the report says so
+    assert "EMA average (decay 0.9000)" in _sections((run / "report.html").read_text(encoding="utf-8"))["summary"]
 
 
 def test_report_on_a_folder_without_a_run_is_one_line_error(tmp_path, capsys):
@@ -145,6 +151,29 @@ def test_runs_table_sorts_and_lists_every_run(three_runs, capsys):
     assert all(name in out for name in ("a", "b", "c")) and "test acc" in out
     assert main(["runs", str(folder), "--sort", "nonsense"]) == 2
     assert main(["runs", str(folder), "--out", "ignored.png"]) == 2  # no silently ignored options
+
+
+def test_runs_shows_a_run_stopped_before_its_first_epoch_and_how_to_restart_it(tmp_path, mnist_npz, capsys):
+    from deeprecipe.config import resolve_config
+    from deeprecipe.runs import list_runs
+    run = tmp_path / "runs" / "20260101-000000-lenet5"
+    run.mkdir(parents=True)  # what a run killed during its first epoch leaves: config.yaml alone
+    cfg = resolve_config(None, [f"data.spec={mnist_npz(10)}", "model.name=lenet5", "train.epochs=1"])
+    (run / "config.yaml").write_text(cfg.to_yaml())
+    [row] = list_runs(tmp_path / "runs")
+    assert row["name"] == run.name and row["status"] == "unfinished" and row["model"] == "lenet5"
+    assert main(["runs", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    [hint] = [line for line in out.splitlines() if "before its first epoch" in line]
+    assert f"rm -r {run}" in hint
+    restart = re.search(r"`deeprecipe (train [^`]+)`", hint).group(1).split()
+    assert main(restart) == 0  # the advice works: the run trains where it was
+    [row] = list_runs(tmp_path / "runs")
+    assert row["status"] == "finished" and row["test_acc"] is not None
+    (run / "summary.json").unlink()  # as if stopped after its epoch: last.pt is there to resume from
+    from deeprecipe.runs import unfinished_advice
+    [hint] = unfinished_advice(list_runs(tmp_path / "runs"))
+    assert f"`deeprecipe train --resume {run}`" in hint and "after 1 epoch" in hint
 
 
 def test_compare_overlays_curves_and_lists_differences(three_runs, tmp_path, capsys):

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-from ..errors import DeepRecipeError
+from ..errors import DeepRecipeError, did_you_mean
 from ..utils import atomic_write_text, write_json
 
 
@@ -48,27 +48,14 @@ def register_experiment(name: str, claim: str):
     return deco
 
 
-def _load() -> None:
-    import importlib
-    import pkgutil
-    from .. import experiments as pkg
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if info.name not in ("registry", "common"):
-            importlib.import_module(f"{pkg.__name__}.{info.name}")
-
-
 def list_experiments() -> list[Experiment]:
-    _load()
     return [_EXPERIMENTS[k] for k in sorted(_EXPERIMENTS)]
 
 
 def get_experiment(name: str) -> Experiment:
-    _load()
     if name not in _EXPERIMENTS:
-        import difflib
-        close = difflib.get_close_matches(name, list(_EXPERIMENTS), n=3)
         raise DeepRecipeError(f"unknown experiment {name!r}",
-                              f"did you mean {', '.join(close)}?" if close else f"choose one of {', '.join(sorted(_EXPERIMENTS))}")
+                              did_you_mean(name, _EXPERIMENTS, f"choose one of {', '.join(sorted(_EXPERIMENTS))}"))
     return _EXPERIMENTS[name]
 
 

@@ -12,16 +12,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..api import LoadedRun, load_run
 from ..data.sources import conform, decode_image_file
 from ..errors import DeepRecipeError
+from ..loaded import LoadedRun, load_run
+from ..plots import figure_png, pyplot
 from ..utils import atomic_write_bytes
 
 
 def last_conv_stage(model: nn.Module) -> nn.Module:
     """The last body stage that holds a Conv2d (deeprecipe models name their stages)."""
-    body = getattr(model, "body", None)
-    stages = list(body.children()) if isinstance(body, nn.Sequential) else []
+    stages = [model.stage(n) for n in getattr(model, "stage_names", []) if n != "classifier"]
     for stage in reversed(stages):
         if any(isinstance(m, nn.Conv2d) for m in stage.modules()):
             return stage
@@ -58,7 +58,6 @@ def grad_cam(loaded: LoadedRun, images_uint8: torch.Tensor, target: torch.Tensor
 
 
 def overlay_png(image_uint8: torch.Tensor, cam: torch.Tensor, title: str) -> bytes:
-    from ..plots import figure_png, pyplot
     plt = pyplot()
     img = image_uint8.cpu().numpy()
     img = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
@@ -82,10 +81,7 @@ def explain(run: str | Path, images: list[str], out: str | Path) -> list[dict]:
         p = Path(item)
         if not p.is_file():
             raise DeepRecipeError(f"{p} is not an image file", "give image files to explain")
-        try:
-            img = decode_image_file(p)
-        except Exception as err:
-            raise DeepRecipeError(f"{p} is not a readable image ({type(err).__name__})", "give PNG/JPEG files") from None
+        img = decode_image_file(p)
         img = conform(img[None], loaded.input_shape[0], tuple(loaded.input_shape[1:]))
         cam, probs, chosen = grad_cam(loaded, img)
         label = loaded.classes[int(chosen[0])]
