@@ -118,6 +118,34 @@ def test_plateau_reduces_after_patience_and_roundtrips():
     assert other.state_dict() == pl.state_dict()
 
 
+def test_plateau_min_delta_max_mode_and_counter_reset():
+    pl = Plateau(gamma=0.5, patience=2, mode="min", min_delta=0.1)
+    seen = []
+    for v in [1.0, 0.95, 0.85, 0.9, 0.9, 0.9, 0.9]:
+        pl.step(v)
+        seen.append((pl.best, pl.bad_epochs, pl.factor))
+    # 0.95 is not better by more than min_delta; 0.85 is; the third epoch without gain cuts and resets the count
+    assert seen == [(1.0, 0, 1.0), (1.0, 1, 1.0), (0.85, 0, 1.0), (0.85, 1, 1.0), (0.85, 2, 1.0), (0.85, 0, 0.5),
+                    (0.85, 1, 0.5)]
+    acc = Plateau(gamma=0.1, patience=0, mode="max", min_delta=0.05)
+    for v in [0.5, 0.54, 0.56, 0.4]:
+        acc.step(v)
+    assert acc.best == 0.56 and acc.factor == pytest.approx(0.01)  # 0.54 and 0.4 are no gain in accuracy
+
+
+def test_unknown_schedule_is_a_clear_error():
+    from types import SimpleNamespace
+    with pytest.raises(DeepRecipeError, match="unknown schedule 'nope'") as err:
+        lr_factor(0, 10, 5, SimpleNamespace(name="nope", warmup_epochs=0))
+    assert "onecycle" in err.value.fix
+
+
+def test_warmup_rises_linearly_to_the_schedule():
+    cfg = sched(name="constant", warmup_epochs=1)
+    assert schedule_curve(cfg, 30, 10) == pytest.approx([min(1.0, (s + 1) / 10) for s in range(30)])
+    assert schedule_curve(sched(name="constant", warmup_epochs=0), 5, 10) == [1.0] * 5
+
+
 def test_plot_schedule_writes_png(tmp_path):
     out = tmp_path / "lr.png"
     plot_schedule(sched(name="cosine", warmup_epochs=1), 50, 10, out)
