@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # group: (modules to mutate, pytest arguments selecting the fast tests that pin them down)
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "schedule": (["deeprecipe/train/schedule.py"],
-                 ["tests/test_trainer.py", "-k", "schedules_match or plateau or plot_schedule or unknown_schedule or warmup_rises"]),
+                 ["tests/test_trainer.py", "-k",
+                  "schedules_match or plateau or plot_schedule or unknown_schedule or warmup_rises"]),
     "split": (["deeprecipe/data/split.py", "deeprecipe/data/protocols.py"],
               ["tests/test_data.py", "tests/test_data_basic.py", "-k", "split or protocol or fold or group"]),
     "stats": (["deeprecipe/data/stats.py"], ["tests/test_data.py", "tests/test_augment.py", "-k", "stat or mean or std"]),
