@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .augment import build_pipeline
 from .errors import DeepRecipeError, did_you_mean
 
 
@@ -190,7 +191,6 @@ class PseudoConfig(_Section):
     @field_validator("strong_augment")
     @classmethod
     def _no_mixing(cls, v):
-        from .augment import build_pipeline
         pipeline = build_pipeline(v, 2)
         if pipeline is not None and pipeline.mixers:
             raise ValueError("mixup/cutmix change the labels; a strong view must keep its image's pseudo-label")
