@@ -8,12 +8,13 @@ import torch
 import torchvision
 from torch import nn
 
-from deeprecipe.api import build_model, train
+from deeprecipe.api import train
+from deeprecipe.session import build_model
 from deeprecipe.cli import main
 from deeprecipe.config import resolve_config
 from deeprecipe.errors import DeepRecipeError
 from deeprecipe.models import create_model
-from deeprecipe.models.transfer import extract_features, load_pretrained
+from deeprecipe.train.transfer import extract_features, load_pretrained
 
 AUX = {"googlenet", "inception_v3"}  # torchvision builds their side heads unless told not to
 TV_NAMES = ["googlenet", "inception_v3", "densenet121", "densenet161", "densenet169", "densenet201", "mobilenet_v2",
@@ -110,7 +111,7 @@ def test_knobs_change_the_torchvision_networks():
 
 
 def test_googlenet_aux_heads_add_their_weighted_loss(mnist_small_npz):
-    from deeprecipe.api import Session
+    from deeprecipe.session import Session
     from deeprecipe.train.losses import classification_loss
     base = [f"data.spec={mnist_small_npz}", "model.name=googlenet", "data.image_size=32"]
     on = Session.create(resolve_config(None, base + ["model.aux_logits=true", "model.aux_weight=0.5"]))
