@@ -70,7 +70,8 @@ def train(config: Config | dict | str | Path | None = None, out: str | Path | No
         note(f"data {cfg.data.spec}: {len(session.data.classes)} classes, train {sizes['train']} / val {sizes['val']} / "
              f"test {sizes['test']}, input {'×'.join(map(str, session.data.input_shape))}; model {cfg.model.name} "
              f"({session.params:,} params) on {session.device.type} {session.precision}"
-             f"{' channels_last' if session.channels_last else ''}")
+             f"{' channels_last' if session.channels_last else ''}, {session.threads} thread"
+             f"{'s' if session.threads != 1 else ''}")
     t0 = time.perf_counter()
     if cfg.data.unlabeled:  # semi-supervised: teacher–student pseudo-label rounds, each its own trainer
         trainer, pseudo_rounds = fit_with_pseudo_labels(session, run_dir, show_progress)
@@ -165,6 +166,7 @@ def finish_run(trainer: Trainer, session: Session, run_dir: Path, train_seconds:
         "test_acc": topk_correct(logits, labels, 1) / max(1, labels.numel()),
         "test_loss": float(torch.nn.functional.cross_entropy(logits, labels).item()) if labels.numel() else None,
         "evaluated_on": part,
+        "evaluated_weights": "ema" if trainer.ema is not None else "raw",  # best.pt holds the EMA average when on
         "best_epoch": trainer.state.best_epoch,
         "epochs_run": trainer.state.epoch,
         "stopped_early": trainer.state.stopped_early,
@@ -175,6 +177,7 @@ def finish_run(trainer: Trainer, session: Session, run_dir: Path, train_seconds:
         "sizes": session.data.sizes(),
         "device": session.device.type,
         "precision": session.precision,
+        "threads": session.threads,
     }
     if len(session.data.classes) > 5:
         summary["test_top5"] = topk_correct(logits, labels, 5) / max(1, labels.numel())

@@ -69,7 +69,8 @@ def section_headline(run: RunFiles) -> str:
     facts = [
         ("test accuracy", _fmt(s.get("test_acc"))), ("test loss", _fmt(s.get("test_loss"))),
         ("top-5", _fmt(s.get("test_top5"))), ("best val accuracy", _fmt(best_val)),
-        ("best epoch", _fmt(s.get("best_epoch"))), ("model", _fmt(cfg.get("model", {}).get("name"))),
+        ("best epoch", _fmt(s.get("best_epoch"))), ("weights evaluated", _weights_evaluated(s, cfg)),
+        ("model", _fmt(cfg.get("model", {}).get("name"))),
         ("data", _fmt(cfg.get("data", {}).get("spec"))), ("parameters", f"{s.get('params', 0):,}"),
         ("training time", f"{s.get('train_seconds', 0):.1f} s"),
         ("images / s", _fmt(s.get("images_per_second"), 0)),
@@ -77,6 +78,14 @@ def section_headline(run: RunFiles) -> str:
     ]
     cards = "".join(f'<div class="card"><div class="k">{k}</div><div class="v">{v}</div></div>' for k, v in facts)
     return f'<div class="cards">{cards}</div>'
+
+
+def _weights_evaluated(summary: dict, cfg: dict) -> str:
+    """EMA average or the raw weights (runs from before summary.json said so show "–")."""
+    which = summary.get("evaluated_weights")
+    if which == "ema":
+        return f"EMA average (decay {_fmt((cfg.get('regularize') or {}).get('ema'))})"
+    return "raw" if which == "raw" else "–"
 
 
 def section_curves(run: RunFiles) -> str:

@@ -162,10 +162,11 @@ class Session:
     channels_last: bool
     dist: DistContext = SINGLE
     params: int = 0               # parameter count of the configured model (from the probe build)
+    threads: int = 1              # torch CPU threads this process computes with
 
     @classmethod
     def create(cls, cfg: Config, data: PreparedData | None = None) -> "Session":
-        set_threads(cfg.train.threads)
+        threads = set_threads(cfg.train.threads)
         seed_everything(cfg.train.seed, cfg.train.deterministic)
         device = pick_device(cfg.train.device)
         dist = init_distributed(device.type)  # a no-op unless started by torchrun
@@ -179,7 +180,7 @@ class Session:
         if cfg.train.deterministic and cfg.train.precision == "auto":
             precision = "fp32"
         return cls(cfg, data, device, precision, pick_channels_last(cfg.train.channels_last, is_conv_model(probe)), dist,
-                   count_params(probe))
+                   count_params(probe), threads)
 
     def make_trainer(self, run_dir: Path | None, show_progress: bool = True, model: torch.nn.Module | None = None,
                      trainer_cls=Trainer, **kw) -> Trainer:
