@@ -112,13 +112,13 @@ def _palette(n: int) -> list[str]:
 
 def projection_png(proj: Projection, classes: list[str], path: str | Path, title: str) -> None:
     plt = pyplot()
-    colors = _palette(len(classes))
+    colours = _palette(len(classes))
     fig, ax = plt.subplots(figsize=(8, 7))
     for c, name in enumerate(classes):
         m = (proj.labels == c) & ~proj.misclassified
-        ax.scatter(proj.xy[m, 0], proj.xy[m, 1], s=6, color=colors[c], label=name)
+        ax.scatter(proj.xy[m, 0], proj.xy[m, 1], s=6, color=colours[c], label=name)
     wrong = proj.misclassified
-    ax.scatter(proj.xy[wrong, 0], proj.xy[wrong, 1], s=28, marker="x", c=[colors[c] for c in proj.labels[wrong]],
+    ax.scatter(proj.xy[wrong, 0], proj.xy[wrong, 1], s=28, marker="x", c=[colours[c] for c in proj.labels[wrong]],
                label="misclassified (colour = given label)")
     if proj.suspect.any():
         ax.scatter(proj.xy[proj.suspect, 0], proj.xy[proj.suspect, 1], s=70, facecolors="none", edgecolors="black",
@@ -144,7 +144,7 @@ document.querySelectorAll('svg .pt').forEach(function(el){
 
 
 def projection_html(proj: Projection, classes: list[str], images: torch.Tensor, title: str, size: int = 720) -> str:
-    colors = _palette(len(classes))
+    colours = _palette(len(classes))
     lo, hi = proj.xy.min(0), proj.xy.max(0)
     span = np.where(hi - lo > 0, hi - lo, 1.0)
     pos = 12 + (proj.xy - lo) / span * (size - 24)
@@ -154,11 +154,11 @@ def projection_html(proj: Projection, classes: list[str], images: torch.Tensor, 
         cls = "pt" + (" wrong" if proj.misclassified[k] else "") + (" suspect" if proj.suspect[k] else "")
         r = 5 if proj.suspect[k] else 3
         marks.append(f"<circle class='{cls}' data-k='{k}' cx='{x:.1f}' cy='{size - y:.1f}' r='{r}' "
-                     f"fill='{colors[proj.labels[k]]}'/>")
+                     f"fill='{colours[proj.labels[k]]}'/>")
     points = [{"k": k, "i": int(proj.indices[k]), "y": int(proj.labels[k]), "p": int(proj.predicted[k]),
                "c": round(float(proj.confidence[k]), 4), "s": bool(proj.suspect[k])} for k in range(len(proj.indices))]
     thumbs = [png_data_uri(images[k], 2) for k in range(len(proj.indices))]
-    legend = " ".join(f"<span><i style='background:{colors[c]}'></i>{esc(name)}</span>" for c, name in enumerate(classes))
+    legend = " ".join(f"<span><i style='background:{colours[c]}'></i>{esc(name)}</span>" for c, name in enumerate(classes))
     body = (f"<p>{len(points)} images; {int(proj.misclassified.sum())} misclassified (black outline), "
             f"{int(proj.suspect.sum())} audit suspects (larger, dashed red outline). Hover a point for its image.</p>"
             f"<div class='legend'>{legend}</div>"

@@ -22,7 +22,8 @@ REFUSED = {"activation": "its BasicConv2d applies ReLU as a function, not a modu
 
 
 def _aux(net: nn.Module, name: str, aux_weight: float) -> tuple[str, nn.Module]:
-    if not 0.0 <= aux_weight:
+    """torchvision's side head `name`, tapped into the stage where it reads its input."""
+    if aux_weight < 0:
         raise ValueError("aux_weight must be ≥ 0")
     return name, AuxTap(getattr(net, name))
 

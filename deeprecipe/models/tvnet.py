@@ -15,6 +15,7 @@ A family whose design rules a knob out leaves it out of its signature and says w
 """
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 from typing import Callable
 
@@ -143,6 +144,9 @@ def apply_knobs(model: TorchvisionNet, in_chans: int, norm: str | None = None, a
     if activation is not None:
         make_act(activation)  # validates the name before anything changes
         swap_modules(model, ACTIVATION_MODULES, lambda _m: make_act(activation))
+        for m in model.modules():  # sigmoid/tanh backward needs their output: no in-place dropout after them
+            if isinstance(m, nn.Dropout):
+                m.inplace = False
     if init is not None:
         init_weights(model, init)
     return model
@@ -155,9 +159,7 @@ def register_tv(name: str, build: Callable[..., TorchvisionNet], knobs: tuple[st
     extra = extra or {}
 
     def builder(num_classes: int = 1000, in_chans: int = 3, input_size: int | None = None, **kw) -> TorchvisionNet:
-        unknown = [k for k in kw if k not in knobs and k not in extra]
-        if unknown:
-            raise TypeError(f"unexpected knob {unknown[0]}")
+        # create_model has already refused keywords outside the signature below
         dropout = kw.pop("dropout", None)
         dropout = None if dropout is None else check_dropout(dropout)
         shared = {k: kw.pop(k, None) for k in ("norm", "activation", "init")}
@@ -166,7 +168,6 @@ def register_tv(name: str, build: Callable[..., TorchvisionNet], knobs: tuple[st
         return apply_knobs(model, in_chans, **shared)
 
     # The registry reads the signature to know the knobs; give the closure an explicit one.
-    import inspect
     P = inspect.Parameter
     sig = [P("num_classes", P.POSITIONAL_OR_KEYWORD, default=1000), P("in_chans", P.POSITIONAL_OR_KEYWORD, default=3),
            P("input_size", P.POSITIONAL_OR_KEYWORD, default=None)]
