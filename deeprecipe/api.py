@@ -16,7 +16,8 @@ import torch
 
 from .augment import build_pipeline
 from .config import Config, build_config, resolve_config
-from .data.loader import TensorLoader
+from .data.cache import open_photo_folder
+from .data.loader import CropLoader, TensorLoader
 from .data.sources import ImageSet, conform, load_source
 from .data.split import resolve_splits
 from .data.stats import channel_stats
@@ -37,6 +38,7 @@ class PreparedData:
     splits: dict[str, np.ndarray]
     mean: list[float]
     std: list[float]
+    stats_source: str = "training split"   # where mean/std come from (pretrained weights bring their own)
 
     @property
     def classes(self) -> list[str]:
@@ -56,8 +58,15 @@ class PreparedData:
     def loader(self, name: str, cfg: Config, device: torch.device, train: bool = False,
                channels_last: bool = False, augment: bool | None = None, **kw) -> TensorLoader:
         images, labels = self.part(name)
+        augmenting = train if augment is None else augment
         pipeline = (build_pipeline(cfg.data.augment, len(self.classes), fit_images=lambda: self.part("train")[0])
-                    if (train if augment is None else augment) else None)
+                    if augmenting else None)
+        if augmenting and self.ds.stored is not None:  # a photo folder under data.resize=crop
+            return CropLoader(self.ds.stored, torch.from_numpy(self.splits[name]).long(), labels,
+                              cfg.train.batch_size if train else cfg.train.eval_batch_size, self.mean, self.std,
+                              size=images.shape[-1], scale=cfg.data.crop_scale, ratio=cfg.data.crop_ratio,
+                              shuffle=train, augment=pipeline, device=device, seed=cfg.train.seed,
+                              channels_last=channels_last, **kw)
         if not isinstance(images, torch.Tensor):  # a streamed folder (data.loader=stream, or auto and too big)
             from .data.stream import StreamLoader
             loader_cls, kw = StreamLoader, {"workers": cfg.data.workers, **kw}
@@ -70,7 +79,7 @@ class PreparedData:
 
 def load_dataset(cfg: Config) -> ImageSet:
     from .data.stream import open_streamed
-    ds = open_streamed(cfg.data) or load_source(cfg.data.spec)
+    ds = open_photo_folder(cfg.data) or open_streamed(cfg.data) or load_source(cfg.data.spec)
     c = cfg.data.channels or ds.images.shape[1]
     size = (cfg.data.image_size,) * 2 if cfg.data.image_size else tuple(ds.images.shape[2:])
     if (c, *size) != tuple(ds.images.shape[1:]):
@@ -78,19 +87,26 @@ def load_dataset(cfg: Config) -> ImageSet:
     return ds
 
 
+def normalization_stats(cfg: Config, ds: ImageSet, train_idx: np.ndarray) -> tuple[list[float], list[float], str]:
+    """(mean, std, source): pretrained weights' own statistics, else the training split's."""
+    if cfg.model.pretrained:  # inputs normalised as the weights were trained, not by this folder's statistics
+        from .models.transfer import pretrained_statistics
+        return pretrained_statistics(cfg.model.pretrained, ds.shape[0])
+    return *channel_stats(ds.images[torch.from_numpy(train_idx).long()]), "training split"
+
+
 def prepare_data(cfg: Config, ds: ImageSet | None = None) -> PreparedData:
     """Read, split (stratified, seeded) and measure mean/std on the training split only."""
     ds = ds if ds is not None else load_dataset(cfg)
     splits = resolve_splits(ds.splits, ds.labels.numpy(), cfg.data.val_fraction, cfg.data.test_fraction,
                             cfg.data.split_seed)
-    train_images = ds.images[torch.from_numpy(splits["train"]).long()]
-    mean, std = channel_stats(train_images)
+    mean, std, source = normalization_stats(cfg, ds, splits["train"])
     if isinstance(ds.images, torch.Tensor):
         from .data.leakage import leak_note, leak_report
         warning = leak_note(leak_report(ds.images, splits))
         if warning:
             note(warning)
-    return PreparedData(ds, splits, mean, std)
+    return PreparedData(ds, splits, mean, std, source)
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -135,7 +151,7 @@ def new_run_dir(cfg: Config, out: str | Path | None) -> Path:
 
 def run_meta(cfg: Config, data: PreparedData) -> dict[str, Any]:
     return {"config": cfg.to_dict(), "classes": list(data.classes), "mean": list(data.mean), "std": list(data.std),
-            "input_shape": list(data.input_shape)}
+            "stats_source": data.stats_source, "input_shape": list(data.input_shape)}
 
 
 @dataclass
@@ -298,8 +314,7 @@ def train_protocol(cfg: Config, out: str | Path | None = None, show_progress: bo
             continue
         sub.mkdir(exist_ok=True)
         atomic_write_text(sub / "config.yaml", cfg.to_yaml())
-        mean, std = channel_stats(ds.images[torch.from_numpy(splits["train"]).long()])
-        session = Session.create(cfg, PreparedData(ds, splits, mean, std))
+        session = Session.create(cfg, PreparedData(ds, splits, *normalization_stats(cfg, ds, splits["train"])))
         trainer = session.make_trainer(sub, show_progress=show_progress)
         if resume and (sub / "checkpoints" / "last.pt").is_file():
             trainer.resume_from(sub / "checkpoints" / "last.pt")
@@ -351,6 +366,8 @@ def finish_run(trainer: Trainer, session: Session, run_dir: Path, train_seconds:
         "sizes": session.data.sizes(),
         "device": session.device.type,
         "precision": session.precision,
+        "normalization": {"mean": list(session.data.mean), "std": list(session.data.std),
+                          "source": session.data.stats_source},
     }
     if len(session.data.classes) > 5:
         summary["test_top5"] = topk_correct(logits, labels, 5) / max(1, labels.numel())

@@ -81,6 +81,27 @@ def to_deeprecipe_names(model: nn.Module, state: dict[str, torch.Tensor], model_
                               "give weights saved for the same architecture as model.name") from None
 
 
+# ImageNet's per-channel statistics, which torchvision's (and timm's) pretrained weights were trained with.
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def pretrained_statistics(path: str | Path, channels: int) -> tuple[list[float], list[float], str]:
+    """(mean, std, source) the weights at `path` expect their inputs normalised with: a deeprecipe run's own
+    (stored in its checkpoint), else ImageNet's (torchvision/safetensors files). Averaged to one channel for
+    grayscale inputs."""
+    from ..train.checkpoint import load_checkpoint, resolve_checkpoint
+    p = Path(path).expanduser()
+    mean, std, source = IMAGENET_MEAN, IMAGENET_STD, "ImageNet (pretrained weights)"
+    if p.suffix != ".safetensors":
+        obj = load_checkpoint(resolve_checkpoint(p, "best.pt"))
+        if isinstance(obj.get("mean"), (list, tuple)) and isinstance(obj.get("std"), (list, tuple)):
+            mean, std, source = [float(v) for v in obj["mean"]], [float(v) for v in obj["std"]], f"pretrained run {path}"
+    if len(mean) != channels:
+        mean, std = [sum(mean) / len(mean)] * channels, [sum(std) / len(std)] * channels
+    return mean, std, source
+
+
 # ------------------------------------------------------------------------------------------ loading
 @dataclass
 class LoadReport:
