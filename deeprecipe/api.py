@@ -16,7 +16,7 @@ import torch
 
 from .augment import build_pipeline
 from .config import Config, build_config, resolve_config
-from .data.cache import open_photo_folder
+from .data.cache import decode_for_run, open_photo_folder
 from .data.loader import CropLoader, TensorLoader
 from .data.sources import ImageSet, conform, load_source
 from .data.split import resolve_splits
@@ -462,7 +462,7 @@ def _evaluation_images(loaded: LoadedRun, data: str | None) -> tuple[torch.Tenso
         images, labels = prepared.part("test" if len(prepared.splits["test"]) else "val")
         images = images if isinstance(images, torch.Tensor) else images.decode_all()  # a streamed folder
         return images, labels, f"{loaded.cfg.data.spec} (the run's test split)"
-    ds = load_source(data)
+    ds = open_photo_folder(loaded.cfg.data.model_copy(update={"spec": data})) or load_source(data)
     images, labels = ds.images, ds.labels
     if ds.classes != loaded.classes:
         index = {c: i for i, c in enumerate(loaded.classes)}
@@ -529,7 +529,8 @@ def predict(run: str | Path, inputs: list[str], top: int = 1) -> list[dict]:
     results = []
     for f in files:
         try:
-            img = decode_image_file(f)
+            img = decode_for_run(f, loaded.cfg.data, loaded.input_shape[0])
+            img = decode_image_file(f) if img is None else img
         except Exception as err:
             results.append({"path": str(f), "error": f"unreadable image ({str(err).splitlines()[0][:60] if str(err) else type(err).__name__})"})
             continue

@@ -218,6 +218,16 @@ def test_pretrained_weights_bring_their_normalisation_and_it_is_recorded(tmp_pat
             "train": {"epochs": 1, "batch_size": 16}}
     own = train(base, out=tmp_path / "own", show_progress=False)
     assert own["normalization"]["source"] == "training split"
+    # predict sees a file as evaluation did: the centre crop, not the photo squashed
+    from deeprecipe.api import load_run, predict
+    from deeprecipe.data.cache import decode_for_run
+    loaded = load_run(tmp_path / "own")
+    assert loaded.cfg.data.resize == "crop" and loaded.cfg.data.image_size == 32
+    ds = load_dataset(loaded.cfg)
+    f = ds.paths[5]
+    assert torch.equal(decode_for_run(f, loaded.cfg.data, 3), ds.images[5])
+    (row,) = predict(tmp_path / "own", [f])
+    assert row["label"] in ds.classes
     assert not np.allclose(own["normalization"]["mean"], IMAGENET_MEAN, atol=1e-3)
 
     torch.save(create_model("lenet5", num_classes=1000, in_chans=3, input_size=32).state_dict(), tmp_path / "tv.pth")

@@ -149,6 +149,8 @@ def open_photo_folder(data_cfg) -> ImageSet | None:
     if policy == "squash":
         return None
     image_size = photo_image_size(data_cfg)
+    # Resolved into the config, so config.yaml, the checkpoint and `predict` know how inputs were made.
+    data_cfg.resize, data_cfg.image_size = policy, image_size
     side = stored_size(image_size, data_cfg.crop_pct, policy)
     cache = DecodedCache(scan, side, policy, data_cfg.channels or 3, image_size if policy == "crop" else None,
                          data_cfg.cache_dir)
@@ -162,3 +164,15 @@ def open_photo_folder(data_cfg) -> ImageSet | None:
                   stored=stored if policy == "crop" else None)
     _check_usable(ds, spec)
     return ds
+
+
+def decode_for_run(path: str | Path, data_cfg, channels: int) -> torch.Tensor | None:
+    """One image file as the model saw evaluation images — uint8 (C, image_size, image_size) — for runs
+    trained under resize=crop/pad; None for other runs (their images are squashed as before)."""
+    if data_cfg.resize not in ("crop", "pad") or not data_cfg.image_size:
+        return None
+    side = stored_size(data_cfg.image_size, data_cfg.crop_pct, data_cfg.resize)
+    square = torch.from_numpy(decode_reduced(path, side, data_cfg.resize, channels,
+                                             data_cfg.image_size if data_cfg.resize == "crop" else None))
+    square = square.permute(2, 0, 1)
+    return centre_view(square[None], data_cfg.image_size)[0].contiguous()
