@@ -18,7 +18,7 @@ from .augment import build_pipeline
 from .config import Config, build_config, resolve_config
 from .data.cache import decode_for_run, open_photo_folder
 from .data.loader import CropLoader, TensorLoader
-from .data.sources import ImageSet, conform, load_source
+from .data.sources import ImageSet, conform, failure_reason, load_source
 from .data.split import resolve_splits
 from .data.stats import channel_stats
 from .errors import DeepRecipeError
@@ -531,8 +531,11 @@ def predict(run: str | Path, inputs: list[str], top: int = 1) -> list[dict]:
         try:
             img = decode_for_run(f, loaded.cfg.data, loaded.input_shape[0])
             img = decode_image_file(f) if img is None else img
-        except Exception as err:
-            results.append({"path": str(f), "error": f"unreadable image ({str(err).splitlines()[0][:60] if str(err) else type(err).__name__})"})
+        except DeepRecipeError as err:
+            results.append({"path": str(f), "error": err.message})
+            continue
+        except Exception as err:  # the photo decoder's failures (truncated, not an image, …)
+            results.append({"path": str(f), "error": f"unreadable image ({failure_reason(err)})"})
             continue
         probs = torch.softmax(loaded.logits(img[None]), 1)[0]
         k = max(1, min(top, len(loaded.classes)))
