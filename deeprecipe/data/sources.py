@@ -320,10 +320,10 @@ def scan_folder(path: str) -> FolderScan:
 
 
 def note_skipped(skipped: list[tuple[str, str]]) -> None:
-    """One line naming the files left out (and the first one's reason)."""
+    """One line naming the files left out (each file's reason is in ImageSet.skipped)."""
     if skipped:
         shown = ", ".join(s for s, _ in skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
-        note(f"note: skipped {len(skipped)} unreadable file(s): {shown} (e.g. {skipped[0][1]})")
+        note(f"note: skipped {len(skipped)} unreadable file(s): {shown}")
 
 
 def failure_reason(err: Exception) -> str:
