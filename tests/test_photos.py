@@ -186,7 +186,7 @@ def test_awkward_photo_files_train_or_are_skipped_by_name(tmp_path, photos, caps
 RSS_SCRIPT = """
 import resource, sys
 from deeprecipe.api import train
-train({"data": {"spec": sys.argv[1], "image_size": 32, "memory_limit_mb": 64},
+train({"data": {"spec": sys.argv[1], "image_size": 32, "memory_limit_mb": 0.5},
        "model": {"name": "lenet5"}, "train": {"epochs": 1, "batch_size": 32}}, out=sys.argv[2], show_progress=False)
 print("PEAK_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
@@ -194,8 +194,8 @@ print("PEAK_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 @pytest.mark.slow
 def test_folder_of_large_jpegs_trains_in_bounded_memory(tmp_path):
-    """240 JPEGs of 3–5 megapixels (≈2.9 GB as full bitmaps) train under 900 MB peak RSS: decoding them
-    whole, as before, would need the full bitmaps at once."""
+    """240 JPEGs of 3–5 megapixels (≈2.9 GB as full bitmaps) train under 900 MB peak RSS, the cache
+    memory-mapped (memory_limit_mb below its size): decoding them whole, as before, held every full bitmap."""
     folder = make_photo_folder(tmp_path / "big", files=240, classes=3, megapixels=(3.0, 5.0))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(folder), str(tmp_path / "run")], env=env,
