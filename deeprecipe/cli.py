@@ -210,7 +210,9 @@ def _setup_models(p):
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--in-chans", type=int, default=3)
     p.add_argument("--input-size", type=int, default=32, help="image side in pixels for shapes and FLOPs")
-    p.add_argument("--family", help="list only this family (alexnet, vgg, resnet, mlp, lenet, convnet)")
+    p.add_argument("--family", help="list only this family (mlp, lenet, convnet, alexnet, vgg, resnet, allconv, nin, googlenet, "
+                        "densenet, mobilenet, shufflenet, efficientnet, convnext, squeezenet); "
+                        "NAME may also be timm:NAME")
     p.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE", dest="knobs",
                    help="model knob for the layer table, e.g. --set norm=group (repeatable)")
 

@@ -20,8 +20,7 @@ from ..utils import atomic_write_bytes
 
 def last_conv_stage(model: nn.Module) -> nn.Module:
     """The last body stage that holds a Conv2d (deeprecipe models name their stages)."""
-    body = getattr(model, "body", None)
-    stages = list(body.children()) if isinstance(body, nn.Sequential) else []
+    stages = [model.stage(n) for n in getattr(model, "stage_names", []) if n != "classifier"]
     for stage in reversed(stages):
         if any(isinstance(m, nn.Conv2d) for m in stage.modules()):
             return stage

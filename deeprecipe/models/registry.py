@@ -12,6 +12,7 @@ from torch import nn
 
 from ..errors import DeepRecipeError, did_you_mean
 
+TIMM = "timm:"  # model names with this prefix are built by timm (timm_models.py), not registered here
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _FAMILY: dict[str, str] = {}
 
@@ -31,12 +32,16 @@ def list_models(family: str | None = None) -> list[str]:
 
 
 def model_family(name: str) -> str:
+    if name.startswith(TIMM):
+        return "timm"
     _load_families()
     return _FAMILY[name]
 
 
 def model_knobs(name: str) -> list[str]:
     """The keyword arguments a model accepts beyond num_classes/in_chans."""
+    if name.startswith(TIMM):
+        return ["dropout", "drop_path", "init"]
     fn = get_builder(name)
     return [p for p in inspect.signature(fn).parameters if p not in ("num_classes", "in_chans", "input_size")]
 
@@ -51,12 +56,21 @@ def get_builder(name: str) -> Callable[..., nn.Module]:
 def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, input_size: int | None = None,
                  **knobs: Any) -> nn.Module:
     """Build a registered model. `input_size` reaches builders that need it (flattening heads);
-    for the others it does not matter. Every other keyword must be one the builder declares."""
+    for the others it does not matter. Every other keyword must be one the builder declares.
+    `timm:NAME` builds timm's NAME (timm_models.py)."""
+    if name.startswith(TIMM):
+        from .timm_models import build_timm
+        return build_timm(name[len(TIMM):], num_classes, in_chans, input_size, **knobs)
     fn = get_builder(name)
     accepted = inspect.signature(fn).parameters
     if input_size is not None and "input_size" in accepted:
         knobs["input_size"] = input_size
     unknown = [k for k in knobs if k not in accepted]
+    refused = getattr(fn, "refused", {})
+    for k in unknown:
+        if k in refused:  # a knob the architecture rules out, with the reason
+            raise DeepRecipeError(f"model {name!r} does not take {k!r}: {refused[k]}",
+                                  f"its knobs are: {', '.join(model_knobs(name)) or 'none'}")
     if unknown:
         ok = ", ".join(model_knobs(name)) or "none"
         raise DeepRecipeError(f"model {name!r} does not take {', '.join(repr(u) for u in unknown)}",
@@ -68,6 +82,9 @@ def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, input_si
 
 
 _loaded = False
+# One module per family; importing it registers its models.
+FAMILIES = ("mlp", "lenet", "convnet", "alexnet", "vgg", "resnet", "allconv", "nin", "googlenet", "densenet",
+            "mobilenet", "shufflenet", "efficientnet", "convnext", "squeezenet")
 
 
 def _load_families() -> None:
@@ -77,8 +94,5 @@ def _load_families() -> None:
         return
     _loaded = True
     import importlib
-    import pkgutil
-    from .. import models as pkg
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if info.name not in ("registry", "layers", "base", "transfer", "summary"):
-            importlib.import_module(f"{pkg.__name__}.{info.name}")
+    for family in FAMILIES:
+        importlib.import_module(f"{__package__}.{family}")

@@ -67,14 +67,24 @@ def _tensors_only(obj: dict, p: Path) -> dict[str, torch.Tensor]:
 def to_deeprecipe_names(model: nn.Module, state: dict[str, torch.Tensor], model_name: str | None) -> dict[str, torch.Tensor]:
     """Keys already deeprecipe's pass through; otherwise they are torchvision's and get renamed."""
     own = set(model.state_dict())
-    if len(own & set(state)) >= len(own) // 2 or not model_name:
+    if len(own & set(state)) >= len(own) // 2:
+        return state
+    if hasattr(model, "timm_name"):  # a timm file: timm's own keys, under the wrapper's `net.`
+        return {k if k.startswith("net.") else f"net.{k}": v for k, v in state.items()}
+    if not model_name:
         return state
     try:
         from .torchvision_compat import convert_torchvision_state_dict
     except ImportError:
         raise DeepRecipeError(f"the weights do not use deeprecipe's layer names for {model_name!r}",
                               "this version has no torchvision weight converter; give a deeprecipe checkpoint") from None
+    table = getattr(model, "torchvision_keys", None)
     try:
+        if table is not None:  # built from torchvision's code: the model knows every key
+            from .torchvision_compat import rename_by_table, torchvision_keys
+            # the full layout too, so side heads in the file (GoogLeNet's aux1/aux2) are known, then unused
+            full = torchvision_keys(model_name) or {} if model_name else {}
+            return rename_by_table({**full, **table}, model_name, state)
         return convert_torchvision_state_dict(model_name, state)
     except (KeyError, ValueError) as err:
         raise DeepRecipeError(f"the weights are neither deeprecipe's nor torchvision's {model_name} ({err})",
@@ -114,6 +124,11 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
 
 
+def fresh_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """Prefixes of the layers that classify: the head and any auxiliary heads (GoogLeNet, Inception)."""
+    return (head_prefix(model), *getattr(model, "aux_prefixes", []))
+
+
 def head_prefix(model: nn.Module) -> str:
     """State-dict prefix of the final linear layer (`classifier.` or `classifier.1.`)."""
     if not hasattr(model, "last_linear"):
@@ -127,10 +142,16 @@ def load_pretrained(model: nn.Module, path: str | Path, model_name: str | None =
                     verbose: bool = True) -> LoadReport:
     """Copy matching weights from `path` into `model`. The head stays freshly initialised when `new_head`
     (a new task) or when the class count differs."""
+    if str(path) == "hf-cache":
+        if not hasattr(model, "timm_name"):
+            raise DeepRecipeError("model.pretrained=hf-cache is for timm models (model.name=timm:NAME)",
+                                  "give a weights file on disk for this model")
+        from .timm_models import cached_weights
+        path = cached_weights(model)
     state, kind = read_state_dict(path)
     state = to_deeprecipe_names(model, state, model_name or getattr(model, "name", None))
     own = model.state_dict()
-    head = head_prefix(model)
+    head = fresh_prefixes(model)
     report = LoadReport(str(path), kind)
     usable = {}
     for key, want in own.items():
@@ -194,11 +215,17 @@ def stage_lr_scale(model: nn.Module, factor: float) -> dict[str, float]:
         return {}
     names = {id(m): n for n, m in model.named_modules()}
     stages = trainable_stages(model)
-    return {names[id(m)] + ".": factor ** (len(stages) - i) for i, (_, m) in enumerate(stages)}
+    return {prefix: factor ** (len(stages) - i) for i, (_, m) in enumerate(stages)
+            for prefix in _stage_prefixes(names, m)}
 
 
 def _freeze_bn_hook(module: nn.Module, args) -> None:
     module.train(False)  # runs after model.train(): frozen statistics stay frozen
+
+
+def _stage_prefixes(names: dict[int, str], module) -> list[str]:
+    """Parameter-name prefixes of one stage: its module's path, or a timm stage's parameter names."""
+    return list(module.prefixes) if hasattr(module, "prefixes") else [names[id(module)] + "."]
 
 
 class StageFreezer:

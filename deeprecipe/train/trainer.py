@@ -112,6 +112,13 @@ class Trainer:
     def compute_loss(self, x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return classification_loss(logits, y, self.cfg.regularize.label_smoothing)
 
+    def auxiliary_loss(self, y: torch.Tensor) -> torch.Tensor | float:
+        """aux_weight × the loss of side classifiers (GoogLeNet, Inception) from the forward just run; 0 without."""
+        model = getattr(self.model, "module", self.model)  # DistributedDataParallel wraps the model
+        outputs = model.aux_outputs() if hasattr(model, "aux_outputs") else []
+        smoothing = self.cfg.regularize.label_smoothing
+        return model.aux_weight * sum(classification_loss(a, y, smoothing) for a in outputs) if outputs else 0.0
+
     def penalties(self) -> torch.Tensor | float:
         return loss_penalty(self.model, self.cfg.regularize.l1, self.cfg.regularize.l2)
 
@@ -133,7 +140,7 @@ class Trainer:
         lr = self.set_lr()
         with autocast_context(self.device, self.precision):
             logits = self.forward_model(x)
-        loss = self.compute_loss(x, logits, y) + self.penalties()
+        loss = self.compute_loss(x, logits, y) + self.auxiliary_loss(y) + self.penalties()
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             raise NonFiniteLoss(loss_value, self.state.epoch + 1, self.state.step, lr)
