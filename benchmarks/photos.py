@@ -111,7 +111,7 @@ class TimedBatches:
 
 # ------------------------------------------------------------------------------------------ the two sides
 def run_deeprecipe(folder: str, size: int, epochs: int, batch: int, threads: int) -> dict:
-    from deeprecipe.api import Session, prepare_data
+    from deeprecipe.session import Session, prepare_data
     from deeprecipe.config import build_config
     cfg = build_config({"data": {"spec": folder, "image_size": size, "resize": "crop", "augment": ["hflip"],
                                  "crop_scale": list(SCALE), "crop_ratio": list(RATIO),

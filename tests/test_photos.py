@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from benchmarks.photo_folder import make_photo_folder, source_photos
-from deeprecipe.api import load_dataset, prepare_data
+from deeprecipe.session import load_dataset, prepare_data
 from deeprecipe.config import build_config
 from deeprecipe.data import decode
 from deeprecipe.data.cache import open_photo_folder
@@ -211,7 +211,7 @@ def test_folder_of_large_jpegs_trains_in_bounded_memory(tmp_path):
 def test_pretrained_weights_bring_their_normalisation_and_it_is_recorded(tmp_path, photos):
     from deeprecipe.api import train
     from deeprecipe.models import create_model
-    from deeprecipe.models.transfer import IMAGENET_MEAN, IMAGENET_STD
+    from deeprecipe.train.transfer import IMAGENET_MEAN, IMAGENET_STD
     from deeprecipe.train.checkpoint import load_checkpoint
     folder = _small_folder(tmp_path / "p", photos, per_class=4)
     base = {"data": {"spec": str(folder), "image_size": 32}, "model": {"name": "lenet5"},
@@ -219,7 +219,8 @@ def test_pretrained_weights_bring_their_normalisation_and_it_is_recorded(tmp_pat
     own = train(base, out=tmp_path / "own", show_progress=False)
     assert own["normalization"]["source"] == "training split"
     # predict sees a file as evaluation did: the centre crop, not the photo squashed
-    from deeprecipe.api import load_run, predict
+    from deeprecipe.api import predict
+    from deeprecipe.loaded import load_run
     from deeprecipe.data.cache import decode_for_run
     loaded = load_run(tmp_path / "own")
     assert loaded.cfg.data.resize == "crop" and loaded.cfg.data.image_size == 32

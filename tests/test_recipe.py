@@ -8,17 +8,19 @@ import math
 import numpy as np
 import optuna
 import pytest
+import torch
 import yaml
 from torch import nn
 
-from deeprecipe.api import Session, build_model, train
+from deeprecipe.api import train
+from deeprecipe.session import Session, build_model
 from deeprecipe.cli import main
 from deeprecipe.config import resolve_config
 from deeprecipe.errors import DeepRecipeError
-from deeprecipe.recipe.diagnose import diagnose
+from deeprecipe.train.diagnose import diagnose
 from deeprecipe.recipe.lr_find import run_lr_find, suggest_lr
 from deeprecipe.recipe.pipeline import run_recipe
-from deeprecipe.recipe.sanity import run_doctor
+from deeprecipe.recipe.sanity import check_overfit, run_doctor
 from deeprecipe.recipe.search import parse_space, run_search
 
 SMALL_NET = ["model.widths=[16,32]", "model.convs=1", "train.batch_size=64"]
@@ -251,3 +253,31 @@ def test_recipe_matches_or_beats_default_train(tmp_path):
     assert outcome["test_acc"] >= default["test_acc"] - 0.003, (outcome["test_acc"], default["test_acc"])
     assert len(_sections((tmp_path / "recipe" / "recipe.html").read_text())) == 6
     assert yaml.safe_load((tmp_path / "recipe" / "best.yaml").read_text())["optim"]["lr"] > 0
+
+
+def test_lr_find_and_the_doctor_step_like_a_training_run(mnist_small_npz):
+    """The LR range test and the overfit check run the trainer's own step: every conv sees the run's autocast
+    dtype and memory format (bf16 + channels_last here), as in `fit` (they used to run plain fp32 forwards)."""
+    cfg = resolve_config(None, [f"data.spec={mnist_small_npz}", *SMALL_NET, "train.precision=bf16",
+                                "train.channels_last=true", "train.epochs=1"])
+    s = Session.create(cfg)
+    seen: dict[str, set] = {}
+
+    def record(where):
+        def hook(module, args):
+            if isinstance(module, nn.Conv2d) and module.training:
+                x = args[0]
+                seen.setdefault(where, set()).add((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"),
+                                                   x.is_contiguous(memory_format=torch.channels_last)))
+        return hook
+
+    for where, run in (("fit", lambda: s.make_trainer(None, show_progress=False).fit()),
+                       ("lr_find", lambda: run_lr_find(s, steps=6)),
+                       ("overfit", lambda: check_overfit(s, build_model(cfg, 10, s.data.input_shape), 10, steps=3))):
+        handle = nn.modules.module.register_module_forward_pre_hook(record(where))
+        try:
+            run()
+        finally:
+            handle.remove()
+    assert seen["fit"] == {(True, torch.bfloat16, True)}
+    assert seen["lr_find"] == seen["fit"] and seen["overfit"] == seen["fit"]

@@ -11,6 +11,7 @@ from typing import Any, Callable
 from torch import nn
 
 from ..errors import DeepRecipeError, did_you_mean
+from .timm_models import build_timm
 
 TIMM = "timm:"  # model names with this prefix are built by timm (timm_models.py), not registered here
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
@@ -27,14 +28,12 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
 
 def list_models(family: str | None = None) -> list[str]:
-    _load_families()
     return sorted(n for n in _MODELS if family is None or _FAMILY[n] == family)
 
 
 def model_family(name: str) -> str:
     if name.startswith(TIMM):
         return "timm"
-    _load_families()
     return _FAMILY[name]
 
 
@@ -47,7 +46,6 @@ def model_knobs(name: str) -> list[str]:
 
 
 def get_builder(name: str) -> Callable[..., nn.Module]:
-    _load_families()
     if name not in _MODELS:
         raise DeepRecipeError(f"unknown model {name!r}", did_you_mean(name, _MODELS, "run `deeprecipe models` for the list"))
     return _MODELS[name]
@@ -59,7 +57,6 @@ def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, input_si
     for the others it does not matter. Every other keyword must be one the builder declares.
     `timm:NAME` builds timm's NAME (timm_models.py)."""
     if name.startswith(TIMM):
-        from .timm_models import build_timm
         return build_timm(name[len(TIMM):], num_classes, in_chans, input_size, **knobs)
     fn = get_builder(name)
     accepted = inspect.signature(fn).parameters
@@ -79,20 +76,3 @@ def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, input_si
         return fn(num_classes=num_classes, in_chans=in_chans, **knobs)
     except (ValueError, TypeError) as err:
         raise DeepRecipeError(f"model {name!r}: {err}", f"its knobs are: {', '.join(model_knobs(name))}") from None
-
-
-_loaded = False
-# One module per family; importing it registers its models.
-FAMILIES = ("mlp", "lenet", "convnet", "alexnet", "vgg", "resnet", "allconv", "nin", "googlenet", "densenet",
-            "mobilenet", "shufflenet", "efficientnet", "convnext", "squeezenet")
-
-
-def _load_families() -> None:
-    """Import every family module once so their @register_model decorators run."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    import importlib
-    for family in FAMILIES:
-        importlib.import_module(f"{__package__}.{family}")

@@ -15,14 +15,13 @@ The pretrained configuration's mean/std and input size are on the model as `pret
 """
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import DeepRecipeError
+from ..errors import DeepRecipeError, did_you_mean
 from .layers import check_dropout, init_weights
 
 PREFIX = "timm:"
@@ -139,9 +138,8 @@ def build_timm(name: str, num_classes: int = 1000, in_chans: int = 3, input_size
         raise DeepRecipeError(f"model {PREFIX}{name!s} does not take {bad[0]!r}: {reason}",
                               "its knobs are: dropout, drop_path, init")
     if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
         raise DeepRecipeError(f"timm has no model {name!r}",
-                              f"did you mean {', '.join(close)}?" if close else "see timm.list_models()")
+                              did_you_mean(name, timm.list_models(), "see timm.list_models()", prefix=PREFIX))
     extra = {}
     if dropout is not None:
         extra["drop_rate"] = check_dropout(dropout)

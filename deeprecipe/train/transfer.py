@@ -22,7 +22,10 @@ import torch
 from torch import nn
 
 from ..errors import DeepRecipeError
+from ..models.timm_models import cached_weights
+from ..models.torchvision_compat import convert_torchvision_state_dict, rename_by_table, torchvision_keys
 from ..utils import note
+from .checkpoint import load_checkpoint, resolve_checkpoint
 
 _BATCHNORM = (nn.modules.batchnorm._BatchNorm,)
 
@@ -30,7 +33,6 @@ _BATCHNORM = (nn.modules.batchnorm._BatchNorm,)
 # ------------------------------------------------------------------------------------------ reading weights
 def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     """The tensors in a local weights file (or run folder) and the kind of file it was."""
-    from ..train.checkpoint import load_checkpoint, resolve_checkpoint
     p = Path(path).expanduser()
     if not p.exists():
         raise DeepRecipeError(f"model.pretrained: {p} does not exist",
@@ -73,15 +75,9 @@ def to_deeprecipe_names(model: nn.Module, state: dict[str, torch.Tensor], model_
         return {k if k.startswith("net.") else f"net.{k}": v for k, v in state.items()}
     if not model_name:
         return state
-    try:
-        from .torchvision_compat import convert_torchvision_state_dict
-    except ImportError:
-        raise DeepRecipeError(f"the weights do not use deeprecipe's layer names for {model_name!r}",
-                              "this version has no torchvision weight converter; give a deeprecipe checkpoint") from None
     table = getattr(model, "torchvision_keys", None)
     try:
         if table is not None:  # built from torchvision's code: the model knows every key
-            from .torchvision_compat import rename_by_table, torchvision_keys
             # the full layout too, so side heads in the file (GoogLeNet's aux1/aux2) are known, then unused
             full = torchvision_keys(model_name) or {} if model_name else {}
             return rename_by_table({**full, **table}, model_name, state)
@@ -146,7 +142,6 @@ def load_pretrained(model: nn.Module, path: str | Path, model_name: str | None =
         if not hasattr(model, "timm_name"):
             raise DeepRecipeError("model.pretrained=hf-cache is for timm models (model.name=timm:NAME)",
                                   "give a weights file on disk for this model")
-        from .timm_models import cached_weights
         path = cached_weights(model)
     state, kind = read_state_dict(path)
     state = to_deeprecipe_names(model, state, model_name or getattr(model, "name", None))
@@ -312,26 +307,3 @@ def extract_features(model: nn.Module, stage: str, batches) -> torch.Tensor:
     finally:
         handle.remove()
     return torch.cat(captured) if captured else torch.empty(0, 0)
-
-
-def features_to_npz(run: str | Path, stage: str, data: str, out: str | Path, batch_size: int = 256) -> dict:
-    """Embed every image of a data spec with a trained run's stage; write features, labels, classes to npz."""
-    import io
-
-    import numpy as np
-
-    from ..api import load_run
-    from ..data.sources import load_source
-    from ..progress import track
-    from ..utils import atomic_write_bytes
-    loaded = load_run(run)
-    ds = load_source(data)
-    starts = range(0, len(ds), batch_size)
-    batches = (loaded.normalize(ds.images[i:i + batch_size]) for i in track(starts, f"features {stage}", len(starts)))
-    feats = extract_features(loaded.model, stage, batches)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, features=feats.numpy().astype(np.float32), labels=ds.labels.numpy(),
-                        classes=np.array(ds.classes, dtype=str))
-    atomic_write_bytes(out, buf.getvalue())
-    return {"out": str(out), "n": int(feats.shape[0]), "dim": int(feats.shape[1]) if feats.ndim == 2 else 0,
-            "stage": stage, "data": data}
