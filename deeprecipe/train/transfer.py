@@ -31,12 +31,17 @@ _BATCHNORM = (nn.modules.batchnorm._BatchNorm,)
 
 
 # ------------------------------------------------------------------------------------------ reading weights
-def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
-    """The tensors in a local weights file (or run folder) and the kind of file it was."""
+def _weights_path(path: str | Path) -> Path:
     p = Path(path).expanduser()
     if not p.exists():
         raise DeepRecipeError(f"model.pretrained: {p} does not exist",
                               "give a run folder, a checkpoint, a torchvision .pth or a .safetensors file on disk")
+    return p
+
+
+def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors in a local weights file (or run folder) and the kind of file it was."""
+    p = _weights_path(path)
     if p.suffix == ".safetensors":
         return _read_safetensors(p), "safetensors"
     obj = load_checkpoint(resolve_checkpoint(p, "best.pt"))
@@ -96,8 +101,7 @@ def pretrained_statistics(path: str | Path, channels: int) -> tuple[list[float],
     """(mean, std, source) the weights at `path` expect their inputs normalised with: a deeprecipe run's own
     (stored in its checkpoint), else ImageNet's (torchvision/safetensors files). Averaged to one channel for
     grayscale inputs."""
-    from ..train.checkpoint import load_checkpoint, resolve_checkpoint
-    p = Path(path).expanduser()
+    p = _weights_path(path)
     mean, std, source = IMAGENET_MEAN, IMAGENET_STD, "ImageNet (pretrained weights)"
     if p.suffix != ".safetensors":
         obj = load_checkpoint(resolve_checkpoint(p, "best.pt"))
