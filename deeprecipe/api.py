@@ -18,7 +18,8 @@ from . import report
 from .config import Config, apply_overrides, build_config, resolve_config
 from .data.inspect import inspect_dataset
 from .data.protocols import format_protocol, protocol_splits, sub_run_name, summarize_protocol
-from .data.sources import IMAGE_SUFFIXES, decode_image_file, load_source
+from .data.cache import decode_for_run, open_photo_folder
+from .data.sources import IMAGE_SUFFIXES, decode_image_file, failure_reason, load_source
 from .data.tta import tta_logits
 from .errors import DeepRecipeError
 from .labelling.pseudo import fit_with_pseudo_labels
@@ -124,7 +125,7 @@ def train_protocol(cfg: Config, out: str | Path | None = None, show_progress: bo
             continue
         sub.mkdir(exist_ok=True)
         atomic_write_text(sub / "config.yaml", cfg.to_yaml())
-        session = Session.create(cfg, PreparedData.from_splits(ds, splits))
+        session = Session.create(cfg, PreparedData.from_splits(ds, splits, pretrained=cfg.model.pretrained))
         trainer = session.make_trainer(sub, show_progress=show_progress)
         if resume and (sub / "checkpoints" / "last.pt").is_file():
             trainer.resume_from(sub / "checkpoints" / "last.pt")
@@ -178,6 +179,8 @@ def finish_run(trainer: Trainer, session: Session, run_dir: Path, train_seconds:
         "device": session.device.type,
         "precision": session.precision,
         "threads": session.threads,
+        "normalization": {"mean": list(session.data.mean), "std": list(session.data.std),
+                          "source": session.data.stats_source},
     }
     if len(session.data.classes) > 5:
         summary["test_top5"] = topk_correct(logits, labels, 5) / max(1, labels.numel())
@@ -219,7 +222,7 @@ def _evaluation_images(loaded: LoadedRun, data: str | None) -> tuple[torch.Tenso
         images, labels = prepared.part("test" if len(prepared.splits["test"]) else "val")
         images = images if isinstance(images, torch.Tensor) else images.decode_all()  # a streamed folder
         return images, labels, f"{loaded.cfg.data.spec} (the run's test split)"
-    ds = load_source(data)
+    ds = open_photo_folder(loaded.cfg.data.model_copy(update={"spec": data})) or load_source(data)
     images, labels = ds.images, ds.labels
     if ds.classes != loaded.classes:
         index = {c: i for i, c in enumerate(loaded.classes)}
@@ -284,9 +287,13 @@ def predict(run: str | Path, inputs: list[str], top: int = 1) -> list[dict]:
     results = []
     for f in files:
         try:
-            img = decode_image_file(f)
+            img = decode_for_run(f, loaded.cfg.data, loaded.input_shape[0])
+            img = decode_image_file(f) if img is None else img
         except DeepRecipeError as err:
             results.append({"path": str(f), "error": err.message})
+            continue
+        except Exception as err:  # the photo decoder's failures (truncated, not an image, …)
+            results.append({"path": str(f), "error": f"unreadable image ({failure_reason(err)})"})
             continue
         probs = torch.softmax(loaded.logits(img[None]), 1)[0]
         k = max(1, min(top, len(loaded.classes)))

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from .data.batchops import (adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, adjust_sharpness,
                             affine_theta, autocontrast, blur, box_masks, per_sample, posterize, random_sign,
                             solarize, uniform, warp)
+from .data.resize import random_resized_crop
 from .errors import DeepRecipeError, did_you_mean
 
 _OPS: dict[str, Callable[..., "Op"]] = {}
@@ -144,17 +145,7 @@ class RandomResizedCrop(Op):
             raise DeepRecipeError(f"augmentation crop: scale={scale} ratio={ratio}", "use 0 < scale ≤ 1 and ratio > 0")
 
     def apply(self, x, g):
-        b, dev = x.shape[0], x.device
-        area = uniform(*self.scale, b, g, dev)
-        log_r = uniform(math.log(self.ratio[0]), math.log(self.ratio[1]), b, g, dev)
-        r = torch.exp(log_r)
-        w = torch.sqrt(area * r).clamp(max=1.0)
-        h = torch.sqrt(area / r).clamp(max=1.0)
-        cx = (torch.rand(b, generator=g, device=dev) * 2 - 1) * (1 - w)
-        cy = (torch.rand(b, generator=g, device=dev) * 2 - 1) * (1 - h)
-        zero = torch.zeros(b, device=dev)
-        theta = torch.stack([torch.stack([w, zero, cx], 1), torch.stack([zero, h, cy], 1)], 1)
-        return warp(x, theta)
+        return random_resized_crop(x, tuple(x.shape[-2:]), self.scale, self.ratio, g)
 
 
 @register_augment("affine")

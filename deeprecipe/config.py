@@ -25,14 +25,26 @@ class DataConfig(_Section):
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     split_seed: int = 0
-    image_size: int | None = Field(None, gt=0, description="resize every image to this square size")
+    image_size: int | None = Field(None, gt=0, description="the model's square input size (crop/pad: 224 when "
+                                                           "unset; squash: the commonest image size when unset)")
+    resize: Literal["auto", "crop", "squash", "pad"] = Field(
+        "auto", description="crop: random-resized crops for training, short side to image_size/crop_pct + centre "
+                            "crop for evaluation (photos); squash: stretch to image_size (same-size small images); "
+                            "pad: letterbox the whole image; auto: squash for builtin/npz/release sets and folders "
+                            "of same-size images up to 64 px, crop for other folders")
+    crop_pct: float = Field(0.875, gt=0.0, le=1.0, description="evaluation centre crop as a fraction of the short side")
+    crop_scale: tuple[float, float] = Field((0.25, 1.0), description="random-resized-crop area range (fraction)")
+    crop_ratio: tuple[float, float] = Field((0.75, 4 / 3), description="random-resized-crop aspect-ratio range")
+    cache_dir: str | None = Field(None, description="where decoded photo folders are cached (default: "
+                                                    "$DEEPRECIPE_CACHE or ~/.cache/deeprecipe)")
     channels: int | None = Field(None, description="force 1 (grayscale) or 3 (RGB)")
     augment: list[str | dict[str, Any]] = Field(default_factory=lambda: ["translate:2"],
                                                 description="batched augmentations, e.g. ['hflip', 'translate:4'] "
                                                             "or mappings {name: cutout, size: 8}")
     loader: Literal["auto", "memory", "stream"] = "auto"
     memory_limit_mb: float = Field(4096, gt=0, description="loader=auto streams image folders whose decoded "
-                                                              "size would exceed this")
+                                                              "size would exceed this; a decoded photo cache "
+                                                              "larger than this is memory-mapped, not loaded")
     workers: int = Field(0, ge=0)
     folds: int = Field(0, ge=0, description="k-fold cross-validation when ≥ 2")
     repeats: int = Field(0, ge=0, description="repeated random splits when ≥ 2")
@@ -43,6 +55,20 @@ class DataConfig(_Section):
     def _channels(cls, v):
         if v not in (None, 1, 3):
             raise ValueError("must be 1 or 3")
+        return v
+
+    @field_validator("crop_scale", "crop_ratio")
+    @classmethod
+    def _range(cls, v):
+        if not 0 < v[0] <= v[1]:
+            raise ValueError("must be a range lo ≤ hi with lo > 0")
+        return v
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _scale(cls, v):
+        if v[1] > 1:
+            raise ValueError("area fractions must be at most 1")
         return v
 
     @model_validator(mode="after")

@@ -76,6 +76,11 @@ def section_headline(run: RunFiles) -> str:
         ("images / s", _fmt(s.get("images_per_second"), 0)),
         ("sizes", esc(", ".join(f"{k} {v}" for k, v in (s.get("sizes") or {}).items()))),
     ]
+    norm = s.get("normalization")
+    if norm:
+        facts.append(("normalised with", esc(
+            f"mean {', '.join(f'{v:.3f}' for v in norm['mean'])} / std {', '.join(f'{v:.3f}' for v in norm['std'])} "
+            f"({norm['source']})")))
     cards = "".join(f'<div class="card"><div class="k">{k}</div><div class="v">{v}</div></div>' for k, v in facts)
     return f'<div class="cards">{cards}</div>'
 

@@ -17,7 +17,8 @@ import torch
 from .augment import build_pipeline
 from .config import Config, build_config
 from .data.leakage import leak_note, leak_report
-from .data.loader import TensorLoader
+from .data.cache import open_photo_folder
+from .data.loader import CropLoader, TensorLoader
 from .data.sources import ImageSet, conform, load_source
 from .data.split import resolve_splits
 from .data.stats import channel_stats
@@ -30,7 +31,7 @@ from .train.checkpoint import load_run_checkpoint
 from .train.distill import DistillTrainer
 from .train.distributed import SINGLE, DistContext, device_for, init_distributed
 from .train.trainer import Trainer
-from .train.transfer import load_pretrained, plan_transfer
+from .train.transfer import load_pretrained, plan_transfer, pretrained_statistics
 from .utils import note
 
 
@@ -41,12 +42,16 @@ class PreparedData:
     splits: dict[str, np.ndarray]
     mean: list[float]
     std: list[float]
+    stats_source: str = "training split"   # where mean/std come from (pretrained weights bring their own)
 
     @classmethod
     def from_splits(cls, ds: ImageSet, splits: dict[str, np.ndarray],
-                    stats_from: np.ndarray | None = None) -> "PreparedData":
+                    stats_from: np.ndarray | None = None, pretrained: str | None = None) -> "PreparedData":
         """Data with these splits, normalised by the mean/std of the training split (or of `stats_from`,
-        when several arms must share one normalisation)."""
+        when several arms must share one normalisation) — or, for `pretrained` weights, by the statistics
+        those weights were trained with (ImageNet's for torchvision files, a deeprecipe run's own)."""
+        if pretrained:
+            return cls(ds, splits, *pretrained_statistics(pretrained, ds.shape[0]))
         idx = splits["train"] if stats_from is None else stats_from
         mean, std = channel_stats(ds.images[torch.from_numpy(np.asarray(idx, dtype=np.int64))])
         return cls(ds, splits, mean, std)
@@ -69,8 +74,15 @@ class PreparedData:
     def loader(self, name: str, cfg: Config, device: torch.device, train: bool = False,
                channels_last: bool = False, augment: bool | None = None, **kw) -> TensorLoader:
         images, labels = self.part(name)
+        augmenting = train if augment is None else augment
         pipeline = (build_pipeline(cfg.data.augment, len(self.classes), fit_images=lambda: self.part("train")[0])
-                    if (train if augment is None else augment) else None)
+                    if augmenting else None)
+        if augmenting and self.ds.stored is not None:  # a photo folder under data.resize=crop
+            return CropLoader(self.ds.stored, torch.from_numpy(self.splits[name]).long(), labels,
+                              cfg.train.batch_size if train else cfg.train.eval_batch_size, self.mean, self.std,
+                              size=images.shape[-1], scale=cfg.data.crop_scale, ratio=cfg.data.crop_ratio,
+                              shuffle=train, augment=pipeline, device=device, seed=cfg.train.seed,
+                              channels_last=channels_last, **kw)
         if not isinstance(images, torch.Tensor):  # a streamed folder (data.loader=stream, or auto and too big)
             loader_cls, kw = StreamLoader, {"workers": cfg.data.workers, **kw}
         else:
@@ -81,7 +93,7 @@ class PreparedData:
 
 
 def load_dataset(cfg: Config) -> ImageSet:
-    ds = open_streamed(cfg.data) or load_source(cfg.data.spec)
+    ds = open_photo_folder(cfg.data) or open_streamed(cfg.data) or load_source(cfg.data.spec)
     c = cfg.data.channels or ds.images.shape[1]
     size = (cfg.data.image_size,) * 2 if cfg.data.image_size else tuple(ds.images.shape[2:])
     if (c, *size) != tuple(ds.images.shape[1:]):
@@ -94,7 +106,7 @@ def prepare_data(cfg: Config, ds: ImageSet | None = None) -> PreparedData:
     ds = ds if ds is not None else load_dataset(cfg)
     splits = resolve_splits(ds.splits, ds.labels.numpy(), cfg.data.val_fraction, cfg.data.test_fraction,
                             cfg.data.split_seed)
-    data = PreparedData.from_splits(ds, splits)
+    data = PreparedData.from_splits(ds, splits, pretrained=cfg.model.pretrained)
     if isinstance(ds.images, torch.Tensor):
         warning = leak_note(leak_report(ds.images, splits))
         if warning:
@@ -149,7 +161,7 @@ def new_run_dir(cfg: Config, out: str | Path | None) -> Path:
 
 def run_meta(cfg: Config, data: PreparedData) -> dict[str, Any]:
     return {"config": cfg.to_dict(), "classes": list(data.classes), "mean": list(data.mean), "std": list(data.std),
-            "input_shape": list(data.input_shape)}
+            "stats_source": data.stats_source, "input_shape": list(data.input_shape)}
 
 
 @dataclass

@@ -73,3 +73,15 @@ def mnist_small_npz(mnist_npz):
 def fast_overrides():
     """--set overrides for a seconds-long training run."""
     return list(FAST)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_decode_cache(tmp_path_factory):
+    """Photo folders decode into a per-session cache, never the user's ~/.cache/deeprecipe."""
+    old = os.environ.get("DEEPRECIPE_CACHE")
+    os.environ["DEEPRECIPE_CACHE"] = str(tmp_path_factory.mktemp("decode-cache"))
+    yield
+    if old is None:
+        os.environ.pop("DEEPRECIPE_CACHE", None)
+    else:
+        os.environ["DEEPRECIPE_CACHE"] = old

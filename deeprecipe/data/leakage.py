@@ -8,10 +8,14 @@ import numpy as np
 import torch
 
 
-def image_hashes(images: torch.Tensor) -> list[bytes]:
-    """A 16-byte BLAKE2 digest of each uint8 image's bytes (shape is part of the bytes' meaning: all equal)."""
-    arr = images.contiguous().numpy().reshape(images.shape[0], -1)
-    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in arr]
+def image_hashes(images: torch.Tensor, chunk: int = 1024) -> list[bytes]:
+    """A 16-byte BLAKE2 digest of each uint8 image's bytes (shape is part of the bytes' meaning: all equal).
+    In chunks, so a memory-mapped or strided set is never copied whole."""
+    out = []
+    for start in range(0, images.shape[0], chunk):
+        arr = images[start:start + chunk].contiguous().numpy().reshape(-1, int(np.prod(images.shape[1:])))
+        out += [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in arr]
+    return out
 
 
 def leak_report(images: torch.Tensor, splits: dict[str, np.ndarray] | None = None, examples: int = 5) -> dict:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Iterator
 
 import torch
 
+from .resize import random_resized_crop
+
 if TYPE_CHECKING:  # augment imports data.batchops; a runtime import here would be circular
     from ..augment import AugmentPipeline
 
@@ -46,6 +48,7 @@ class BatchLoader:
         self.channels_last = channels_last
         self.rank, self.world_size = rank, world_size
         self.normalize = Normalizer(mean, std, channels, self.device, channels_last)
+        self.crop = None  # (float batch, generator) → cropped batch, before the augmentations (CropLoader)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -79,6 +82,8 @@ class BatchLoader:
     def finish_batch(self, images_uint8: torch.Tensor, y: torch.Tensor, g: torch.Generator):
         """uint8 batch on the device → augmented (per-sample random), normalised float batch."""
         x = images_uint8.float().div_(255.0)
+        if self.crop is not None:
+            x = self.crop(x, g)
         if self.augment is not None:
             x, y = self.augment(x, y, g)
         return self.normalize(x), y
@@ -95,3 +100,24 @@ class TensorLoader(BatchLoader):
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             b = idx[start:start + self.batch_size]
             yield self.finish_batch(self.images[b], self.labels[b], g)
+
+
+class CropLoader(BatchLoader):
+    """Training batches of per-sample random-resized crops (data.resize=crop) drawn from the stored squares of
+    a photo folder: one gather of uint8 rows, then one batched crop-and-resize — no per-image Python.
+    `stored` stays where it is (in memory, or memory-mapped); only each batch's rows are read."""
+
+    def __init__(self, stored: torch.Tensor, rows: torch.Tensor, labels: torch.Tensor, batch_size: int, mean, std,
+                 size: int, scale: tuple[float, float], ratio: tuple[float, float], **kw):
+        super().__init__(labels.to(torch.device(kw.get("device", "cpu"))), batch_size, mean, std, stored.shape[1], **kw)
+        self.stored, self.rows = stored, rows.cpu()
+        self.crop = lambda x, g: random_resized_crop(x, size, scale, ratio, g)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        g = self._generator()
+        idx = self.order(g)
+        idx_cpu = idx.cpu()
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            b = idx_cpu[start:start + self.batch_size]
+            x = self.stored[self.rows[b]].to(self.device, non_blocking=True)
+            yield self.finish_batch(x, self.labels[idx[start:start + self.batch_size]], g)

@@ -34,6 +34,9 @@ class ImageSet:
     paths: list[str] | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     name: str = ""
+    # Photo folders under resize=crop: the cached (N, C, S, S) squares that training draws random-resized crops
+    # from; `images` is then their centre crops (a view), what evaluation sees.
+    stored: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -317,6 +320,25 @@ def scan_folder(path: str) -> FolderScan:
                       [g for g, _, _ in found])
 
 
+def note_skipped(skipped: list[tuple[str, str]]) -> None:
+    """One line naming the files left out (each file's reason is in ImageSet.skipped)."""
+    if skipped:
+        shown = ", ".join(s for s, _ in skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        note(f"note: skipped {len(skipped)} unreadable file(s): {shown}")
+
+
+def failure_reason(err: Exception) -> str:
+    """A decoder failure in words a user can act on (PIL's messages repeat the path, or name its internals)."""
+    if isinstance(err, DeepRecipeError):
+        return err.message
+    text = str(err)
+    if type(err).__name__ == "UnidentifiedImageError" or "cannot identify" in text:
+        return "not an image, or a format that cannot be decoded"
+    if "truncated" in text or "broken data stream" in text:
+        return "truncated or damaged image data"
+    return text.splitlines()[0][:80] if text else type(err).__name__
+
+
 def read_folder(path: str, size: tuple[int, int] | None = None, channels: int | None = None) -> ImageSet:
     scan = scan_folder(path)
     root = scan.root
@@ -327,12 +349,10 @@ def read_folder(path: str, size: tuple[int, int] | None = None, channels: int | 
         try:
             images.append(decode_image_file(f))
         except Exception as err:  # any decoder failure means: skip this file and say so
-            skipped.append((str(f), str(err).splitlines()[0][:80] if str(err) else type(err).__name__))
+            skipped.append((str(f), failure_reason(err)))
             continue
         kept.append(i)
-    if skipped:
-        shown = ", ".join(s for s, _ in skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
-        note(f"note: skipped {len(skipped)} unreadable file(s): {shown}")
+    note_skipped(skipped)
     if not images:
         raise DeepRecipeError(f"{root}: no readable images in its class sub-folders", "add image files (PNG, JPEG, …)")
     labels, classes = _drop_empty_classes([scan.labels[i] for i in kept], scan.classes)

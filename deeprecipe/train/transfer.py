@@ -31,12 +31,17 @@ _BATCHNORM = (nn.modules.batchnorm._BatchNorm,)
 
 
 # ------------------------------------------------------------------------------------------ reading weights
-def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
-    """The tensors in a local weights file (or run folder) and the kind of file it was."""
+def _weights_path(path: str | Path) -> Path:
     p = Path(path).expanduser()
     if not p.exists():
         raise DeepRecipeError(f"model.pretrained: {p} does not exist",
                               "give a run folder, a checkpoint, a torchvision .pth or a .safetensors file on disk")
+    return p
+
+
+def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors in a local weights file (or run folder) and the kind of file it was."""
+    p = _weights_path(path)
     if p.suffix == ".safetensors":
         return _read_safetensors(p), "safetensors"
     obj = load_checkpoint(resolve_checkpoint(p, "best.pt"))
@@ -85,6 +90,26 @@ def to_deeprecipe_names(model: nn.Module, state: dict[str, torch.Tensor], model_
     except (KeyError, ValueError) as err:
         raise DeepRecipeError(f"the weights are neither deeprecipe's nor torchvision's {model_name} ({err})",
                               "give weights saved for the same architecture as model.name") from None
+
+
+# ImageNet's per-channel statistics, which torchvision's (and timm's) pretrained weights were trained with.
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def pretrained_statistics(path: str | Path, channels: int) -> tuple[list[float], list[float], str]:
+    """(mean, std, source) the weights at `path` expect their inputs normalised with: a deeprecipe run's own
+    (stored in its checkpoint), else ImageNet's (torchvision/safetensors files). Averaged to one channel for
+    grayscale inputs."""
+    p = _weights_path(path)
+    mean, std, source = IMAGENET_MEAN, IMAGENET_STD, "ImageNet (pretrained weights)"
+    if p.suffix != ".safetensors":
+        obj = load_checkpoint(resolve_checkpoint(p, "best.pt"))
+        if isinstance(obj.get("mean"), (list, tuple)) and isinstance(obj.get("std"), (list, tuple)):
+            mean, std, source = [float(v) for v in obj["mean"]], [float(v) for v in obj["std"]], f"pretrained run {path}"
+    if len(mean) != channels:
+        mean, std = [sum(mean) / len(mean)] * channels, [sum(std) / len(std)] * channels
+    return mean, std, source
 
 
 # ------------------------------------------------------------------------------------------ loading
