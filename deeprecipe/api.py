@@ -357,7 +357,7 @@ def finish_run(trainer: Trainer, session: Session, run_dir: Path, train_seconds:
     summary.update(classification_summary(probs, labels.numpy(), session.data.classes))
     if hasattr(trainer, "extra_summary"):  # e.g. distillation: the teacher's accuracy on the same split
         summary.update(trainer.extra_summary(loader))
-    summary["diagnosis"] = diagnose_history(history)
+    summary["diagnosis"] = diagnose_history(history, session)
     write_json(run_dir / "summary.json", summary)
     np.savez_compressed(run_dir / "test_predictions.npz", probs=probs.astype(np.float32), labels=labels.numpy(),
                         indices=session.data.splits[part])
@@ -374,13 +374,16 @@ def write_report_safely(run_dir: Path, data: PreparedData | None = None) -> None
         note(f"report.html not written ({type(err).__name__}: {err}); rebuild with `deeprecipe report {run_dir}`")
 
 
-def diagnose_history(history: list[dict]) -> dict | None:
-    """The recipe's curve diagnosis, when that module is present."""
+def diagnose_history(history: list[dict], session: Session) -> dict | None:
+    """The recipe's curve diagnosis, when that module is present: the one call behind summary.json (hence
+    report.html and recipe.html) and the search's trials, always told the class count, the number of
+    validation images behind each val_acc, and the schedule."""
     try:
         from .recipe.diagnose import diagnose
     except ImportError:
         return None
-    return diagnose(history)
+    return diagnose(history, num_classes=len(session.data.classes), val_images=session.data.sizes()["val"],
+                    schedule=session.cfg.schedule.name)
 
 
 def print_summary(summary: dict) -> None:
