@@ -516,8 +516,8 @@ def predict(run: str | Path, inputs: list[str], top: int = 1) -> list[dict]:
     for f in files:
         try:
             img = decode_image_file(f)
-        except Exception as err:
-            results.append({"path": str(f), "error": f"unreadable image ({str(err).splitlines()[0][:60] if str(err) else type(err).__name__})"})
+        except DeepRecipeError as err:
+            results.append({"path": str(f), "error": err.message})
             continue
         probs = torch.softmax(loaded.logits(img[None]), 1)[0]
         k = max(1, min(top, len(loaded.classes)))

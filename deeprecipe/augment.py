@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from .data.batchops import (adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, adjust_sharpness,
                             affine_theta, autocontrast, blur, box_masks, per_sample, posterize, random_sign,
                             solarize, uniform, warp)
-from .errors import DeepRecipeError
+from .errors import DeepRecipeError, did_you_mean
 
 _OPS: dict[str, Callable[..., "Op"]] = {}
 
@@ -486,10 +486,8 @@ def parse_op(spec: str) -> Op:
     name, _, args = spec.strip().partition(":")
     name = name.strip().lower()
     if name not in _OPS:
-        import difflib
-        close = difflib.get_close_matches(name, list(_OPS), n=3)
-        hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(list_augments())}"
-        raise DeepRecipeError(f"unknown augmentation {name!r} in data.augment", hint)
+        raise DeepRecipeError(f"unknown augmentation {name!r} in data.augment",
+                              did_you_mean(name, _OPS, f"known: {', '.join(list_augments())}"))
     cls = _OPS[name]
     params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     kwargs = {}

@@ -373,7 +373,7 @@ def _setup_runs(p):
 @command("runs", "table of runs in a folder; `runs compare RUN RUN ...` overlays curves", _setup_runs)
 def cmd_runs(args) -> int:
     from rich.console import Console
-    from .runs import compare_runs, differences_table, list_runs, runs_table
+    from .runs import compare_runs, differences_table, list_runs, runs_table, unfinished_advice
     console = Console()
     if args.targets[:1] == ["compare"]:
         if args.sort:
@@ -389,6 +389,8 @@ def cmd_runs(args) -> int:
         raise DeepRecipeError("--out applies to `runs compare`", "drop --out, or use deeprecipe runs compare RUN RUN --out FILE")
     rows = list_runs(args.targets[0] if args.targets else "runs", sort=args.sort or "test_acc")
     console.print(runs_table(rows))
+    for line in unfinished_advice(rows):
+        print(line)
     return 0
 
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import DeepRecipeError
+from .errors import DeepRecipeError, did_you_mean
 
 
 class _Section(BaseModel):
@@ -216,13 +216,25 @@ class Config(_Section):
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-def _describe(err: ValidationError, source: str) -> str:
+def _describe(err: ValidationError, source: str) -> tuple[str, str]:
+    """The first bad field as (message, fix); an unknown key or section gets the nearest valid name."""
     first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    msg = first["msg"]
+    loc = [str(p) for p in first["loc"]]
+    key = ".".join(loc) or "(top level)"
     if first["type"] == "extra_forbidden":
-        msg = "unknown key"
-    return f"{source}: {key}: {msg}"
+        prefix, known = _known_keys(loc[:-1])
+        what = "key" if prefix else "section"
+        return f"{source}: {key}: unknown {what}", did_you_mean(loc[-1], known, f"known {what}s: {', '.join(known)}",
+                                                                 prefix)
+    return f"{source}: {key}: {first['msg']}", "fix or remove that key (see `deeprecipe train --help`)"
+
+
+def _known_keys(path: list[str]) -> tuple[str, list[str]]:
+    """The dotted prefix of `path` and the field names of the section it leads to."""
+    cls: Any = Config
+    for part in path:
+        cls = cls.model_fields[part].annotation
+    return "".join(f"{p}." for p in path), list(cls.model_fields)
 
 
 def build_config(data: dict[str, Any] | None = None, source: str = "config") -> Config:
@@ -230,7 +242,7 @@ def build_config(data: dict[str, Any] | None = None, source: str = "config") -> 
     try:
         return Config.model_validate(data or {})
     except ValidationError as err:
-        raise DeepRecipeError(_describe(err, source), "fix or remove that key (see `deeprecipe train --help`)") from None
+        raise DeepRecipeError(*_describe(err, source)) from None
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

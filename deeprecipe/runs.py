@@ -33,14 +33,50 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     summary_file = run_dir / "summary.json"
     summary = json.loads(summary_file.read_text(encoding="utf-8")) if summary_file.is_file() else {}
     vals = [r["val_acc"] for r in history if r.get("val_acc") is not None]
-    return {"name": run_dir.name, "path": str(run_dir), "model": cfg.get("model", {}).get("name"),
+    return {"name": run_dir.name, "path": str(run_dir), "status": run_status(run_dir),
+            "model": cfg.get("model", {}).get("name"),
             "data": cfg.get("data", {}).get("spec"), "epochs": len(history),
             "best_val": max(vals) if vals else None, "test_acc": summary.get("test_acc"),
             "seconds": summary.get("train_seconds", sum(r.get("seconds", 0) for r in history) or None)}
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / "config.yaml").is_file() and ((path / "metrics.jsonl").is_file() or (path / "summary.json").is_file())
+    """A folder `deeprecipe train` wrote: its config.yaml plus results, or a config.yaml alone (a run stopped
+    before its first epoch ended) that is a training config."""
+    if not (path / "config.yaml").is_file():
+        return False
+    if (path / "metrics.jsonl").is_file() or (path / "summary.json").is_file():
+        return True
+    cfg = _read_config(path)
+    return isinstance(cfg, dict) and {"data", "model", "train"} <= set(cfg)
+
+
+def run_status(run_dir: Path) -> str:
+    """finished (it wrote summary.json) or unfinished (stopped, possibly before its first epoch ended)."""
+    return "finished" if (run_dir / "summary.json").is_file() else "unfinished"
+
+
+def unfinished_advice(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per run that did not finish: how to carry on with it, or remove it."""
+    lines = []
+    for r in rows:
+        path = r["path"]
+        if r["status"] == "finished":
+            continue
+        if _resumable(Path(path)):
+            lines.append(f"{r['name']}: unfinished after {r['epochs']} epoch(s); continue it with "
+                         f"`deeprecipe train --resume {path}`, or remove it: rm -r {path}")
+        else:  # no last.pt to resume from: the same config, in the same folder, starts it again
+            lines.append(f"{r['name']}: unfinished, stopped before its first epoch ended (config.yaml only); start it again with "
+                         f"`deeprecipe train --config {path}/config.yaml --out {path}`, or remove it: rm -r {path}")
+    return lines
+
+
+def _resumable(run_dir: Path) -> bool:
+    """--resume needs checkpoints/last.pt, except for k-fold/repeated runs, which resume fold by fold."""
+    data = _read_config(run_dir).get("data") or {}
+    protocol = max(data.get("folds") or 0, data.get("repeats") or 0) >= 2
+    return protocol or (run_dir / "checkpoints" / "last.pt").is_file()
 
 
 def find_runs(folder: str | Path = "runs") -> list[Path]:
@@ -70,7 +106,10 @@ def runs_table(rows: list[dict[str, Any]], title: str = "runs"):
     for key, (heading, _) in COLUMNS.items():
         table.add_column(heading, justify="left" if key in ("name", "model", "data") else "right", overflow="fold")
     for r in rows:
-        table.add_row(*(_cell(k, r[k]) for k in COLUMNS))
+        cells = [_cell(k, r[k]) for k in COLUMNS]
+        if r.get("status", "finished") != "finished":
+            cells[0] += f" ({r['status']})"
+        table.add_row(*cells)
     return table
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import functools
 import os
 import random
+import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -51,22 +53,67 @@ def pick_channels_last(flag: bool | None, model_is_conv: bool) -> bool:
     return model_is_conv if flag is None else flag
 
 
+def physical_cores() -> int:
+    """Physical cores this process may run on (SMT siblings count once: they share one core's FPUs)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in cpus:
+        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip()))
+        except OSError:
+            cores.add(("cpu", str(cpu)))
+    return max(1, len(cores))
+
+
+def _cpu_times(cpus: set[int]) -> tuple[float, float]:
+    """(busy, total) jiffies summed over `cpus`, from /proc/stat."""
+    busy = total = 0.0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if not (name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus):
+            continue
+        values = [float(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+        total += sum(values)
+        busy += sum(values) - values[3] - values[4]
+    return busy, total
+
+
+def busy_cores(seconds: float = 0.25) -> float:
+    """How many of this process's cores other programs keep busy right now: a short /proc/stat sample.
+
+    A short sample, not the load average: the 1-minute average still reads ~1 for a minute after a job (say
+    the install) has ended, and would halve a run on an idle 2-core machine. Our own CPU time in the window
+    is subtracted, so a process does not talk itself down.
+    """
+    cpus = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    try:
+        busy0, total0 = _cpu_times(cpus)
+        own0 = time.process_time()
+        time.sleep(seconds)
+        busy1, total1 = _cpu_times(cpus)
+        own1 = time.process_time()
+    except (OSError, ValueError):
+        return 0.0
+    if total1 <= total0:
+        return 0.0
+    share = (busy1 - busy0) / (total1 - total0)            # fraction of all these CPUs' time spent busy
+    others = share * len(cpus) - (own1 - own0) / seconds   # in cores, less our own
+    return max(0.0, others)
+
+
 @functools.lru_cache(maxsize=1)
 def auto_threads() -> int:
-    """Compute threads for this process: the cores other programs are not already using.
+    """Compute threads for this process: the physical cores other programs are not using now.
 
     OpenMP threads spin while they wait for each other; when another busy process holds one of their cores,
     a parallel region stalls until the scheduler returns it. Measured on a 2-core machine with two other
-    busy processes: 2 threads trained 4–25× slower than 1. So a busy machine (by its 1-minute load average)
-    gets fewer threads; an idle one gets every core this process may run on. Decided once per process, at its
-    first run, so that a process's own training (search trials, experiments) does not talk it down later.
+    busy processes: 2 threads trained 4–25× slower than 1. So cores that other programs keep more than half
+    busy are left to them; an idle machine gets every physical core. Decided once per process, at its first
+    run, so that a process's own training (search trials, experiments) does not talk it down later.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        busy = int(os.getloadavg()[0] + 0.5)
-    except OSError:
-        busy = 0
-    return max(1, min(cores, cores - busy))
+    cores = physical_cores()
+    return max(1, cores - int(busy_cores() + 0.5))
 
 
 def set_threads(threads: int | None) -> int:

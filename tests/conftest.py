@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,24 @@ import torch
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 FAST = ["model.name=lenet5", "train.epochs=3", "train.batch_size=32"]
+
+# Where a run without --out lands: runs/ under the working directory (and the checkout's, if pytest runs elsewhere).
+_DEFAULT_RUNS = {Path.cwd() / "runs", Path(__file__).resolve().parents[1] / "runs"}
+
+
+def _run_folders() -> set[Path]:
+    return {p for d in _DEFAULT_RUNS if d.is_dir() for p in d.iterdir()}
+
+
+@pytest.fixture(autouse=True)
+def _writes_only_under_tmp(request):
+    """Tests write only under pytest's temporary folders: a test that leaves a new folder in ./runs fails
+    (give its train()/CLI call an out= under tmp_path)."""
+    before = _run_folders()
+    yield
+    new = sorted(str(p) for p in _run_folders() - before)
+    if new:
+        pytest.fail(f"{request.node.nodeid} wrote into the checkout's runs/: {', '.join(new)}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

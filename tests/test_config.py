@@ -62,3 +62,22 @@ def test_bad_yaml_file_is_named(tmp_path):
         resolve_config(str(f))
     with pytest.raises(DeepRecipeError, match="does not exist"):
         resolve_config(str(tmp_path / "missing.yaml"))
+
+
+@pytest.mark.parametrize("override, suggestion", [
+    ("optim.nme=sgd", "optim.name"),
+    ("train.epoch=3", "train.epochs"),
+    ("regularize.label_smothing=0.1", "regularize.label_smoothing"),
+    ("optm.lr=0.1", "optim"),
+    ("schedul.name=cosine", "schedule"),
+])
+def test_unknown_keys_and_sections_suggest_the_nearest(override, suggestion):
+    with pytest.raises(DeepRecipeError) as err:
+        resolve_config(None, [override])
+    assert f"did you mean {suggestion}" in str(err.value)
+
+
+def test_a_key_with_no_near_match_gets_the_list_instead():
+    with pytest.raises(DeepRecipeError) as err:
+        resolve_config(None, ["optim.zzzzzz=1"])
+    assert "did you mean" not in str(err.value) and "momentum" in str(err.value)

@@ -287,8 +287,8 @@ def test_data_inspect_folder(tmp_path, mnist_arrays, capsys):
     assert "imbalance (largest/smallest class): 4.00" in capsys.readouterr().out
 
 
-def test_more_folds_than_images_per_class_is_a_clear_error(mnist_npz):
+def test_more_folds_than_images_per_class_is_a_clear_error(mnist_npz, tmp_path):
     from deeprecipe.api import train
     from deeprecipe.errors import DeepRecipeError
     with pytest.raises(DeepRecipeError, match="data.folds=5"):
-        train({"data": {"spec": mnist_npz(3), "folds": 5}}, show_progress=False)
+        train({"data": {"spec": mnist_npz(3), "folds": 5}}, out=tmp_path / "cv", show_progress=False)

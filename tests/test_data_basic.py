@@ -44,6 +44,15 @@ def test_npz_errors_name_the_problem(tmp_path):
         load_source("imagenet:/x")
 
 
+@pytest.mark.parametrize("kind", ["npz", "csv"])
+def test_a_file_spec_given_a_folder_says_so_and_shows_the_folder_spec(tmp_path, kind):
+    with pytest.raises(DeepRecipeError) as err:
+        load_source(f"{kind}:{tmp_path}")
+    text = str(err.value)
+    assert "is a folder" in text and "does not exist" not in text
+    assert f"--data {tmp_path}" in text  # the plain-path spec that reads a folder of class sub-folders
+
+
 def _write_folder(root, x, y, classes=("a", "b", "c")):
     for i, (img, label) in enumerate(zip(x, y)):
         d = root / classes[label]

@@ -147,6 +147,29 @@ def test_runs_table_sorts_and_lists_every_run(three_runs, capsys):
     assert main(["runs", str(folder), "--out", "ignored.png"]) == 2  # no silently ignored options
 
 
+def test_runs_shows_a_run_stopped_before_its_first_epoch_and_how_to_restart_it(tmp_path, mnist_npz, capsys):
+    from deeprecipe.config import resolve_config
+    from deeprecipe.runs import list_runs
+    run = tmp_path / "runs" / "20260101-000000-lenet5"
+    run.mkdir(parents=True)  # what a run killed during its first epoch leaves: config.yaml alone
+    cfg = resolve_config(None, [f"data.spec={mnist_npz(10)}", "model.name=lenet5", "train.epochs=1"])
+    (run / "config.yaml").write_text(cfg.to_yaml())
+    [row] = list_runs(tmp_path / "runs")
+    assert row["name"] == run.name and row["status"] == "unfinished" and row["model"] == "lenet5"
+    assert main(["runs", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    [hint] = [line for line in out.splitlines() if "before its first epoch" in line]
+    assert f"rm -r {run}" in hint
+    restart = re.search(r"`deeprecipe (train [^`]+)`", hint).group(1).split()
+    assert main(restart) == 0  # the advice works: the run trains where it was
+    [row] = list_runs(tmp_path / "runs")
+    assert row["status"] == "finished" and row["test_acc"] is not None
+    (run / "summary.json").unlink()  # as if stopped after its epoch: last.pt is there to resume from
+    from deeprecipe.runs import unfinished_advice
+    [hint] = unfinished_advice(list_runs(tmp_path / "runs"))
+    assert f"`deeprecipe train --resume {run}`" in hint and "after 1 epoch" in hint
+
+
 def test_compare_overlays_curves_and_lists_differences(three_runs, tmp_path, capsys):
     from deeprecipe.runs import compare_runs
     result = compare_runs(three_runs, out=tmp_path / "cmp.png")

@@ -1,13 +1,17 @@
 """Runtime choices: threads follow how busy the machine is; precision and device picks."""
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import torch
 
 from deeprecipe import runtime
 
 
-def _threads_at_load(monkeypatch, load: float) -> int:
-    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+def _threads_when_busy(monkeypatch, busy: float) -> int:
+    monkeypatch.setattr(runtime, "busy_cores", lambda seconds=0.25: busy)
     runtime.auto_threads.cache_clear()
     try:
         return runtime.auto_threads()
@@ -15,11 +19,44 @@ def _threads_at_load(monkeypatch, load: float) -> int:
         runtime.auto_threads.cache_clear()
 
 
-def test_threads_shrink_when_other_programs_use_the_cores(monkeypatch):
-    cores = len(os.sched_getaffinity(0))
-    assert _threads_at_load(monkeypatch, 0.0) == cores
-    assert _threads_at_load(monkeypatch, float(cores)) == 1
-    assert _threads_at_load(monkeypatch, 100.0) == 1
+def test_threads_are_the_physical_cores_other_programs_leave_free(monkeypatch):
+    cores = runtime.physical_cores()
+    assert 1 <= cores <= len(os.sched_getaffinity(0))
+    assert _threads_when_busy(monkeypatch, 0.0) == cores
+    assert _threads_when_busy(monkeypatch, 0.3) == cores       # a little background noise takes no core away
+    assert _threads_when_busy(monkeypatch, float(cores)) == 1
+    assert _threads_when_busy(monkeypatch, 100.0) == 1
+
+
+def test_threads_ignore_the_load_average(monkeypatch):
+    # Right after a long job ends the 1-minute load average still reads high; the cores are free now.
+    monkeypatch.setattr(os, "getloadavg", lambda: (5.0, 5.0, 5.0))
+    assert _threads_when_busy(monkeypatch, 0.0) == runtime.physical_cores()
+
+
+def test_busy_cores_sees_a_spinning_process_now():
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # let it start
+        assert runtime.busy_cores(0.5) >= 0.6
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+def test_busy_cores_leaves_out_this_process():
+    # Our own spinning in the sample window is not "another program".
+    import threading
+    stop = threading.Event()
+    spin = threading.Thread(target=lambda: [None for _ in iter(stop.is_set, True)])
+    before = runtime.busy_cores(0.3)
+    spin.start()
+    try:
+        during = runtime.busy_cores(0.5)
+    finally:
+        stop.set()
+        spin.join()
+    assert during < before + 0.5
 
 
 def test_configured_threads_win(monkeypatch):
@@ -30,6 +67,14 @@ def test_configured_threads_win(monkeypatch):
         torch.set_num_threads(before)
 
 
-def test_precision_auto_is_fp32_or_bf16_on_cpu():
-    assert runtime.pick_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
+def _cpuinfo_has_bf16() -> bool:
+    flags = Path("/proc/cpuinfo").read_text().split()
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def test_precision_auto_follows_the_cpus_bf16_support():
+    # bf16 autocast is a win only where the CPU computes bf16 natively (AVX512-BF16 or AMX); read the
+    # flags independently of torch's own check.
+    expected = "bf16" if _cpuinfo_has_bf16() else "fp32"
+    assert runtime.pick_precision("auto", torch.device("cpu")) == expected
     assert runtime.pick_precision("fp32", torch.device("cpu")) == "fp32"

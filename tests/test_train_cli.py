@@ -72,6 +72,15 @@ def test_predict_returns_one_json_object_per_image(small_run, tmp_path, mnist_ar
     assert [r["label"] for r in direct] == [r["label"] for r in rows]
 
 
+def test_predict_on_a_file_that_is_no_image_names_the_file_only(small_run, tmp_path):
+    out, _ = small_run
+    notes = tmp_path / "notes.txt"
+    notes.write_text("shopping list\n")
+    [row] = predict(out, [str(notes)])
+    assert row["path"] == str(notes)
+    assert row["error"] == "notes.txt: not an image, or a format that cannot be decoded"
+
+
 def test_cli_train_evaluate_and_inspect(tmp_path, mnist_small_npz):
     out = tmp_path / "cli_run"
     proc = run_cli("train", "--data", mnist_small_npz, "--epochs", "1", "--out", str(out),

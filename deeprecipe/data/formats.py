@@ -15,7 +15,7 @@ import torch
 
 from ..errors import DeepRecipeError
 from ..utils import note
-from .sources import ImageSet, decode_image_file, from_arrays, register_source, unify_images
+from .sources import ImageSet, decode_image_file, from_arrays, register_source, require_file, unify_images
 
 
 # ------------------------------------------------------------------------------------------ CIFAR
@@ -174,8 +174,7 @@ def parse_csv_spec(rest: str) -> tuple[Path, bool]:
 
 def csv_rows(csv_path: Path, allow_outside: bool) -> list[tuple[Path, str]]:
     """(resolved image path, label) per row; a header row 'path,label' is skipped."""
-    if not csv_path.is_file():
-        raise DeepRecipeError(f"csv file {csv_path} does not exist", "give csv:PATH to a file of path,label rows")
+    require_file(csv_path, "csv", "of path,label rows")
     base = csv_path.resolve().parent
     rows = []
     with open(csv_path, newline="", encoding="utf-8") as f:

@@ -151,11 +151,20 @@ def read_builtin(name: str) -> ImageSet:
     return ds
 
 
+def require_file(p: Path, kind: str, holds: str) -> None:
+    """A `kind:PATH` spec must name a file; a folder there most likely meant the folder spec (the plain path)."""
+    if p.is_dir():
+        raise DeepRecipeError(f"{kind}:{p} is a folder, not a .{kind} file",
+                              f"for a folder of class sub-folders write --data {p}; "
+                              f"{kind}:PATH names a file {holds}")
+    if not p.is_file():
+        raise DeepRecipeError(f"{kind} file {p} does not exist", f"give {kind}:PATH to a file {holds}")
+
+
 @register_source("npz")
 def read_npz(path: str) -> ImageSet:
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise DeepRecipeError(f"npz file {p} does not exist", "give npz:PATH to a file with arrays x and y")
+    require_file(p, "npz", "with arrays x and y")
     try:
         d = np.load(p, allow_pickle=False)
         keys = set(d.files)
@@ -180,17 +189,28 @@ def read_npz(path: str) -> ImageSet:
 # image folders
 
 def decode_image_file(path: Path) -> torch.Tensor:
-    """Decode one image file to uint8 (C, H, W) with C = 1 (gray) or 3 (RGB). Raises on bad files."""
+    """Decode one image file to uint8 (C, H, W) with C = 1 (gray) or 3 (RGB).
+
+    A bad file raises DeepRecipeError naming the file only: torchvision's own messages carry source paths
+    from its build machine, which mean nothing to a user."""
     import warnings
+    path = Path(path)
     with warnings.catch_warnings():
         # torchvision 0.29 flags its decoders as deprecated in favour of TorchCodec; they still work and are the
         # decoders DESIGN.md chose. Revisit when torchvision drops them.
         warnings.simplefilter("ignore", DeprecationWarning)
         from torchvision.io import ImageReadMode, decode_image, read_file
-        data = read_file(str(path))
-        if data.numel() == 0:
-            raise ValueError("empty file")
-        img = decode_image(data, mode=ImageReadMode.RGB)
+        try:
+            data = read_file(str(path))
+        except RuntimeError:
+            raise DeepRecipeError(f"{path.name}: cannot be read", "check that the file exists and is readable") from None
+        try:
+            if data.numel() == 0:
+                raise ValueError("empty file")
+            img = decode_image(data, mode=ImageReadMode.RGB)
+        except (RuntimeError, ValueError):
+            raise DeepRecipeError(f"{path.name}: not an image, or a format that cannot be decoded",
+                                  "give JPEG, PNG, WebP or GIF files") from None
     if img.dtype != torch.uint8:  # 16-bit PNGs decode to uint16
         img = (img.to(torch.int32) >> 8).to(torch.uint8)
     if img.ndim == 4:  # animated GIF: first frame

@@ -49,8 +49,8 @@ class FileImages:
     def decode(self, i: int) -> torch.Tensor:
         try:
             img = decode_image_file(Path(self.paths[i]))
-        except Exception as err:  # the folder changed since it was scanned, or the file is broken
-            raise DeepRecipeError(f"{self.paths[i]}: unreadable image ({type(err).__name__})",
+        except DeepRecipeError as err:  # the folder changed since it was scanned, or the file is broken
+            raise DeepRecipeError(f"{self.paths[i]}: {err.message.partition(': ')[2]}",
                                   "remove or replace the file, or use data.loader=memory to skip unreadable files") from None
         return conform(img[None], self.channels, self.size)[0]
 

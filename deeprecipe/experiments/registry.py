@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-from ..errors import DeepRecipeError
+from ..errors import DeepRecipeError, did_you_mean
 from ..utils import atomic_write_text, write_json
 
 
@@ -65,10 +65,8 @@ def list_experiments() -> list[Experiment]:
 def get_experiment(name: str) -> Experiment:
     _load()
     if name not in _EXPERIMENTS:
-        import difflib
-        close = difflib.get_close_matches(name, list(_EXPERIMENTS), n=3)
         raise DeepRecipeError(f"unknown experiment {name!r}",
-                              f"did you mean {', '.join(close)}?" if close else f"choose one of {', '.join(sorted(_EXPERIMENTS))}")
+                              did_you_mean(name, _EXPERIMENTS, f"choose one of {', '.join(sorted(_EXPERIMENTS))}"))
     return _EXPERIMENTS[name]
 
 

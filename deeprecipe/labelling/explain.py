@@ -82,10 +82,7 @@ def explain(run: str | Path, images: list[str], out: str | Path) -> list[dict]:
         p = Path(item)
         if not p.is_file():
             raise DeepRecipeError(f"{p} is not an image file", "give image files to explain")
-        try:
-            img = decode_image_file(p)
-        except Exception as err:
-            raise DeepRecipeError(f"{p} is not a readable image ({type(err).__name__})", "give PNG/JPEG files") from None
+        img = decode_image_file(p)
         img = conform(img[None], loaded.input_shape[0], tuple(loaded.input_shape[1:]))
         cam, probs, chosen = grad_cam(loaded, img)
         label = loaded.classes[int(chosen[0])]

@@ -5,13 +5,12 @@ signature is the contract: keyword arguments it does not declare are errors, nev
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 from typing import Any, Callable
 
 from torch import nn
 
-from ..errors import DeepRecipeError
+from ..errors import DeepRecipeError, did_you_mean
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _FAMILY: dict[str, str] = {}
@@ -45,9 +44,7 @@ def model_knobs(name: str) -> list[str]:
 def get_builder(name: str) -> Callable[..., nn.Module]:
     _load_families()
     if name not in _MODELS:
-        close = difflib.get_close_matches(name, list(_MODELS), n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}?" if close else "run `deeprecipe models` for the list"
-        raise DeepRecipeError(f"unknown model {name!r}", hint)
+        raise DeepRecipeError(f"unknown model {name!r}", did_you_mean(name, _MODELS, "run `deeprecipe models` for the list"))
     return _MODELS[name]
 
 
