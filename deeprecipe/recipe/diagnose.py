@@ -26,6 +26,7 @@ Z = 1.96                  # 95 % intervals
 WIDE_INTERVAL = 0.20      # a val-accuracy interval wider than this cannot tell 80 % from 100 %
 JUMP_REL = 0.30           # a train-loss rise of 30 % between epochs ...
 JUMP_ABS = 0.05           # ... and of 5 % of ln(C) (an untrained model's loss) is a spike
+SEVERE = 0.25            # a spike of a quarter of ln(C) is instability even when the run recovers
 HIGH_PHASE = 0.5          # epochs whose lr is at least half the run's peak are its high-rate phase
 UNDERFIT_SKILL = 0.60     # best accuracy, as a fraction of the way from chance to 100 %, below this underfits
 UNDERFIT_LOSS = 0.40      # a final train loss above this fraction of ln(C) is a model far from fitting
@@ -119,13 +120,13 @@ class _Run:
         return b > a * (1 + rel) and b - a > JUMP_ABS * self.ln_c
 
 
-def _instability(run: _Run) -> tuple[list[str], list[str]]:
-    """(evidence of instability, notes on setbacks the run recovered from)."""
-    evidence, notes = [], []
+def _instability(run: _Run) -> tuple[list[str], list[str], list[str]]:
+    """(evidence of instability, notes on setbacks the run recovered from, severe setbacks it recovered from)."""
+    evidence, notes, severe = [], [], []
     train = run.train_loss
     if any(v is None or not math.isfinite(v) for v in train) or any(
             v is not None and not math.isfinite(v) for v in run.val_loss):
-        return ["the loss became NaN/inf"], notes
+        return ["the loss became NaN/inf"], notes, severe
     # An untrained model scores about ln(C); an epoch far above that means the weights were thrown off by
     # steps too large (a too-low lr never does this).
     limit = 1.5 * math.log(run.num_classes) if run.num_classes and run.num_classes > 1 else BLOWUP_LOSS
@@ -144,6 +145,10 @@ def _instability(run: _Run) -> tuple[list[str], list[str]]:
         if run.significant_loss_rise(a, b):
             recovered = min(train[i + 1:], default=math.inf) <= a
             what = f"train_loss jumped {a:.3f} → {b:.3f} at epoch {run.epoch(i)} {run.phase(i)}"
+            if recovered and b - a > SEVERE * run.ln_c:  # came back, but the peak rate threw the model far off
+                severe.append(what + f", a rise of {(b - a) / run.ln_c:.0%} of ln(C) (> {SEVERE:.0%}), then "
+                              "recovered: the peak rate is too high")
+                continue
             if recovered:
                 notes.append(what + ", then fell below its earlier level (recovered)")
             else:
@@ -165,7 +170,7 @@ def _instability(run: _Run) -> tuple[list[str], list[str]]:
                 else:
                     evidence.append(what + f"; it ended at {run.val_acc[-1]:.3f}, still below")
                     break
-    return evidence, notes
+    return evidence, notes, severe
 
 
 def _result(verdict: str, evidence: list[str], run: _Run | None = None, extra: list[str] | None = None) -> dict:
@@ -205,10 +210,21 @@ def diagnose(history: list[dict], num_classes: int | None = None, val_images: in
         return {"verdict": "not converged", "evidence": ["no finished epochs"], "advice": ["raise train.epochs"],
                 "context": {"num_classes": num_classes, "val_images": val_images, "schedule": schedule}}
     run = _Run(history, num_classes, val_images, schedule)
-    unstable, notes = _instability(run)
+    unstable, notes, severe = _instability(run)
     if unstable:
-        return _result("unstable", unstable + notes, run)
+        return _result("unstable", unstable + severe + notes, run)
+    result = _judge(run, notes)
+    # A severe spike the run recovered from still says the peak rate is too high, unless the run's problem
+    # is plainly elsewhere (memorising: that is what to fix first); then it is kept as evidence.
+    if severe and result["verdict"] != "overfitting":
+        return _result("unstable", severe + notes, run)
+    result["evidence"] += severe
+    return result
 
+
+def _judge(run: _Run, notes: list[str]) -> dict:
+    """The verdict of a run without hard instability: underfitting, overfitting, not converged, or fine."""
+    history, num_classes = run.history, run.num_classes
     last = len(history) - 1
     train_acc, train_loss = run.train_acc[last], run.train_loss[last]
     evidence = [f"final train_loss {train_loss:.4f}, train_acc {train_acc:.4f}"]
@@ -227,6 +243,9 @@ def diagnose(history: list[dict], num_classes: int | None = None, val_images: in
         if loose:
             evidence.append(f"final train_loss {train_loss:.3f} is {train_loss / run.ln_c:.0%} of ln(C) "
                             f"(> {UNDERFIT_LOSS:.0%}): the model is far from fitting its training data")
+        if len(history) < 3:
+            evidence.append(f"only {len(history)} epoch(s): too short to tell a model too small from a run cut short")
+            return _result("not converged", evidence, run)
         if _still_falling(run.train_loss, run.ln_c, fast=True):
             evidence.append(f"train_loss still falling fast: {run.train_loss[-2]:.4f} → {train_loss:.4f} "
                             "in the last epoch; this run stopped in the middle of learning")
@@ -250,7 +269,8 @@ def diagnose(history: list[dict], num_classes: int | None = None, val_images: in
     wide = bool(run.n_val) and hi - lo > WIDE_INTERVAL
     # On a wide interval a gap must also be large next to the interval itself before it means anything.
     if gap > GAP_MIN and (turned or ratio > LOSS_RATIO) and not (wide and gap < (hi - lo) / 2):
-        evidence.append(f"train_acc {train_acc:.3f} is {gap:.3f} above the upper end of val_acc's interval")
+        evidence.append(f"train/val accuracy gap: train_acc {train_acc:.3f} is {gap:.3f} above the upper end of "
+                        "val_acc's interval")
         if turned:
             evidence.append(f"val_loss rose {rise:.0%} from its minimum {vals[best_epoch]:.4f} at epoch "
                             f"{run.epoch(best_epoch)}")
