@@ -6,10 +6,11 @@ Prints the confusion table verdict × cause (markdown, as in docs/recipe.md), th
 runs and the share of each cause's runs that got a right verdict.
 
 A cause counts only where it visibly hurt the run: its final validation accuracy lies below the 95 % interval
-of its healthy twin (same data, split and seed, healthy setup with the same schedule), or its loss went NaN.
-A "10× too high" rate that trained as well as the tuned one is not a problem for a diagnosis to find; such runs
-are listed as "<cause> (no effect)", where only a healthy-type verdict is right. Causes without a twin on the
-same split (tiny data without regularisation, label noise) always count.
+of every healthy run on the same data, split and seed (the four schedules: how far apart good configurations
+land), or its loss went NaN. A "10× too high" rate that trained as well as one of the tuned setups is not a
+problem for a diagnosis to find; such runs are listed as "<cause> (no effect)", where a healthy-type verdict
+and the cause's own verdict are both right. Causes without healthy runs on the same split (tiny data without
+regularisation, label noise) always count.
 """
 from __future__ import annotations
 
@@ -45,27 +46,29 @@ def verdict_of(record: dict) -> dict:
                     schedule=record["schedule"]["name"])
 
 
-def _twin_key(record: dict) -> tuple:
-    schedule = "constant" if record["scenario"] == "few_epochs" else record["schedule"]["name"]
-    return record["setup"], record["part"], record["seed"], f"healthy-{schedule}"
+def healthy_floors(records: list[dict]) -> dict[tuple, float]:
+    """(setup, part, seed) → the lowest lower end of the healthy runs' val-accuracy intervals on that split."""
+    floors: dict[tuple, float] = {}
+    for r in records:
+        if r["cause"] == "healthy":
+            key = r["setup"], r["part"], r["seed"]
+            lo, _ = wilson(r["history"][-1]["val_acc"], r["sizes"]["val"])
+            floors[key] = min(floors.get(key, 1.0), lo)
+    return floors
 
 
-def label(record: dict, twins: dict[tuple, dict]) -> str:
+def label(record: dict, floors: dict[tuple, float]) -> str:
     """The cause as scored: '<cause> (no effect)' when it did not visibly hurt the run."""
     cause = record["cause"]
-    if cause not in TWINNED or record.get("diverged") or not record["history"]:
+    floor = floors.get((record["setup"], record["part"], record["seed"]))
+    if cause not in TWINNED or record.get("diverged") or not record["history"] or floor is None:
         return cause
-    twin = twins.get(_twin_key(record))
-    if twin is None:
-        return cause
-    n = twin["sizes"]["val"]
-    lo, _ = wilson(twin["history"][-1]["val_acc"], n)
     acc = record["history"][-1].get("val_acc")
-    return cause if acc is None or acc < lo else f"{cause} (no effect)"
+    return cause if acc is None or acc < floor else f"{cause} (no effect)"
 
 
 def score(records: list[dict]) -> dict:
-    twins = {(r["setup"], r["part"], r["seed"], r["scenario"]): r for r in records if r["cause"] == "healthy"}
+    twins = healthy_floors(records)
     table: dict[str, Counter] = defaultdict(Counter)
     right: dict[str, list[bool]] = defaultdict(list)
     for r in records:
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     records = load(args.dir, args.part)
     if args.runs:
-        twins = {(r["setup"], r["part"], r["seed"], r["scenario"]): r for r in records if r["cause"] == "healthy"}
+        twins = healthy_floors(records)
         for r in records:
             d = verdict_of(r)
             print(f"{r['setup']:15} {r['scenario']:18} s{r['seed']} n_val={r['sizes']['val']:4} "

@@ -27,7 +27,7 @@ def test_few_false_alarms_on_healthy_runs(scores, part):
 def test_each_cause_gets_its_verdict(scores, part):
     s = scores[part]
     for cause in RIGHT:
-        assert s["counts"].get(cause, 0) >= 2, (cause, s["counts"])
+        assert s["counts"].get(cause, 0) >= 1, (cause, s["counts"])  # runs where the cause visibly hurt
         assert s["right"][cause] >= 0.80, (cause, s["table"][cause])
 
 

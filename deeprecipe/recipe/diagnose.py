@@ -283,7 +283,9 @@ def _judge(run: _Run, notes: list[str]) -> dict:
             return _result("overfitting", evidence, run, [AUDIT])
         return _result("overfitting", evidence, run)
     gaining = _significant_gain(run)
-    if train_acc < 0.995 and (_still_falling(vals, run.ln_c, fast=True) or (_still_falling(vals, run.ln_c) and gaining)):
+    # Still falling means a trend: the last epoch is the lowest so far (not a bounce back from a bad epoch).
+    trend = best_epoch == last and train_acc < 0.995
+    if trend and (_still_falling(vals, run.ln_c, fast=True) or (_still_falling(vals, run.ln_c) and gaining)):
         evidence.append(f"val_loss still falling {vals[-2]:.4f} → {vals[-1]:.4f} in the last epoch")
         if gaining:
             evidence.append(gaining)
