@@ -84,7 +84,7 @@ def score(records: list[dict]) -> dict:
     return {"table": {c: dict(v) for c, v in table.items()},
             "right": {c: sum(v) / len(v) for c, v in right.items()},
             "counts": {c: len(v) for c, v in right.items()},
-            "false_alarms": 1 - sum(healthy) / len(healthy) if healthy else None}
+            "false_alarms": (len(healthy) - sum(healthy)) / len(healthy) if healthy else None}
 
 
 def markdown(result: dict) -> str:
