@@ -25,7 +25,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # this checkout's deeprecipe, not an installed one
 sys.path.insert(0, str(HERE))
-from deeprecipe.api import prepare_data  # noqa: E402
+from deeprecipe.session import prepare_data  # noqa: E402
 from deeprecipe.augment import build_pipeline  # noqa: E402
 from deeprecipe.config import resolve_config  # noqa: E402
 from deeprecipe.data.loader import TensorLoader  # noqa: E402

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 
@@ -19,3 +20,20 @@ def emit(result: dict, dest: str | None) -> None:
         Path(dest).write_text(text)
     else:
         print(text)
+
+
+def timed_epoch(loader, step) -> tuple[int, float, float]:
+    """One pass of `step(x, y)` over `loader`: (images, seconds spent producing batches, seconds in all)."""
+    seen, data_seconds, step_seconds = 0, 0.0, 0.0
+    batches = iter(loader)
+    while True:
+        t_fetch = time.perf_counter()
+        try:
+            x, y = next(batches)
+        except StopIteration:
+            return seen, data_seconds, step_seconds
+        t_step = time.perf_counter()
+        step(x, y)
+        data_seconds += t_step - t_fetch
+        step_seconds += time.perf_counter() - t_fetch
+        seen += len(y)

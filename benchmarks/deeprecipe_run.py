@@ -19,7 +19,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's deeprecipe, not an installed one
 from benchmarks.common import emit, limit_parts  # noqa: E402
-from deeprecipe.api import Session, finish_run, prepare_data
+from deeprecipe.api import finish_run
+from deeprecipe.session import Session, prepare_data
 from deeprecipe.config import resolve_config
 
 

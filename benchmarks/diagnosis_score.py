@@ -19,7 +19,7 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from deeprecipe.recipe.diagnose import PROBLEMS, diagnose, wilson
+from deeprecipe.train.diagnose import PROBLEMS, diagnose, wilson
 
 CORPUS = Path(__file__).resolve().parents[1] / "tests" / "data" / "diagnosis_corpus"
 RIGHT = {

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's deeprecipe, not an installed one
-from benchmarks.common import emit, limit_parts  # noqa: E402
+from benchmarks.common import emit, limit_parts, timed_epoch  # noqa: E402
 from deeprecipe.data.sources import load_source
 from deeprecipe.data.split import split_indices
 from deeprecipe.models import create_model
@@ -92,29 +92,22 @@ def train(epochs: int = 15, batch_size: int = 64, lr: float = 5e-3, weight_decay
     # deeprecipe's one-cycle: rise 1/25 → 1 over the first 25% (cosine), fall to 1/(25·1e4); no momentum cycling.
     total_steps = epochs * len(train_loader)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
-                                                    pct_start=max(0.25, 2.5 / total_steps),  # ≥ 2 rising steps (smoke runs) div_factor=25.0, final_div_factor=1e4,
-                                                    cycle_momentum=False)
+                                                    pct_start=max(0.25, 2.5 / total_steps),  # ≥ 2 rising steps (smoke runs)
+                                                    div_factor=25.0, final_div_factor=1e4, cycle_momentum=False)
     loss_fn = nn.CrossEntropyLoss()
+
+    def step(x, y):
+        loss = loss_fn(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+
     history, clock, data_seconds, step_seconds, seen = [], 0.0, 0.0, 0.0, 0
     for epoch in range(epochs):
         t0 = time.perf_counter()
-        batches = iter(train_loader)
-        while True:
-            t_fetch = time.perf_counter()
-            try:
-                x, y = next(batches)
-            except StopIteration:
-                break
-            t_step = time.perf_counter()
-            loss = loss_fn(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            t_end = time.perf_counter()
-            data_seconds += t_step - t_fetch
-            step_seconds += t_end - t_fetch
-            seen += len(y)
+        images, fetching, stepping = timed_epoch(train_loader, step)
+        seen, data_seconds, step_seconds = seen + images, data_seconds + fetching, step_seconds + stepping
         val_acc = accuracy(model, val_loader)
         clock += time.perf_counter() - t0
         row = {"epoch": epoch + 1, "seconds": clock, "val_acc": val_acc}

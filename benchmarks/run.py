@@ -28,14 +28,18 @@ sys.path.insert(0, str(HERE))
 
 from hardware import cpu_peak, training_flops_per_image  # noqa: E402
 
-SCRIPTS = {"reference": HERE / "reference.py", "deeprecipe": HERE / "deeprecipe_run.py"}
+SCRIPTS = {"reference": [HERE / "reference.py"], "deeprecipe": [HERE / "deeprecipe_run.py"],
+           # recipes people copy, each with its own model, optimizer, schedule and epochs (benchmarks/peers.py)
+           "pytorch-example": [HERE / "peers.py", "--recipe", "pytorch-example"],
+           "fastai-style": [HERE / "peers.py", "--recipe", "fastai-style"]}
+PEERS = ("pytorch-example", "fastai-style")
 TARGET_CAP = 0.98
 
 
 def run_pipeline(name: str, epochs: int | None, limit: int | None, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        cmd = [sys.executable, str(SCRIPTS[name]), "--json", str(out), *extra]
+        cmd = [sys.executable, *map(str, SCRIPTS[name]), "--json", str(out), *extra]
         cmd += ["--epochs", str(epochs)] if epochs else []
         cmd += ["--limit", str(limit)] if limit else []
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -68,7 +72,23 @@ def one_repeat(i: int, args, flops: dict, peaks: dict) -> dict:
     extra = {"reference": ["--threads", str(args.threads)],
              "deeprecipe": ["--set", f"train.threads={args.threads}", *args.deeprecipe_set]}
     raw = {name: run_pipeline(name, args.epochs, args.limit, extra[name]) for name in order}
-    return compare(raw, order, flops, peaks)
+    result = compare(raw, order, flops, peaks)
+    if not args.no_peers:
+        peers = {name: run_pipeline(name, args.epochs, args.limit, ["--threads", str(args.threads)]) for name in PEERS}
+        result["peers"] = compare_peers(raw["deeprecipe"], peers)
+    return result
+
+
+def compare_peers(ours: dict, peers: dict) -> dict:
+    """deeprecipe's seconds to each peer's final test accuracy, against the peer's own seconds to it."""
+    rows = {}
+    for name, peer in peers.items():
+        target = peer["test_acc"]
+        mine, theirs = seconds_to_reach(ours["history"], target), seconds_to_reach(peer["history"], target)
+        rows[name] = {"final_acc": target, "peer_seconds": theirs, "deeprecipe_seconds": mine,
+                      "ratio": ratio(mine, theirs), "peer_images_per_second": peer["train_images_per_second"],
+                      "history": peer["history"]}
+    return rows
 
 
 def compare(raw: dict, order: list[str], flops: dict, peaks: dict) -> dict:
@@ -108,6 +128,11 @@ def print_table(repeats: list[dict], flops: dict, cpu: dict) -> None:
            for k in ("seconds", "seconds_to_target", "images_per_second")}
     console.print(f"median ratios over {len(repeats)} repeat(s): seconds {med['seconds']:.2f}, "
                   f"seconds to target {med['seconds_to_target']:.2f}, images/s {med['images_per_second']:.2f}")
+    for i, rep in enumerate(repeats):
+        for name, row in rep.get("peers", {}).items():
+            console.print(f"repeat {i + 1}: {name} ends at {row['final_acc']:.4f} after {fmt(row['peer_seconds'], 's')} s; "
+                          f"deeprecipe reaches it after {fmt(row['deeprecipe_seconds'], 's')} s — ratio "
+                          f"{fmt(row['ratio'], 'x')}")
     console.print(f"model: {flops['forward'] / 1e6:.1f} MFLOP forward, {flops['train'] / 1e6:.1f} MFLOP per training "
                   f"image; CPU {cpu['model']}, {cpu['cores']} cores × {cpu['ghz']} GHz: peak fp32 "
                   f"{cpu['fp32_flops'] / 1e9:.0f} GFLOP/s, bf16 {cpu['bf16_flops'] / 1e9:.0f} GFLOP/s "
@@ -137,6 +162,7 @@ def main(argv=None) -> None:
                     help="pass --set KEY=VALUE to deeprecipe's side (e.g. train.precision=fp32)")
     ap.add_argument("--threads", type=int, default=len(__import__("os").sched_getaffinity(0)),
                     help="CPU threads for both pipelines (default: every core this process may use)")
+    ap.add_argument("--no-peers", action="store_true", help="skip the peers' own recipes (benchmarks/peers.py)")
     ap.add_argument("--no-gpu", action="store_true", help="skip the GPU benchmark even when a GPU is visible")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args(argv)

@@ -11,7 +11,10 @@ __all__ = ["DeepRecipeError", "create_model", "list_models", "train", "evaluate"
 
 def __getattr__(name):
     # The training API pulls in the data/training stack; import it only when asked for.
-    if name in ("train", "evaluate", "predict", "load_run"):
+    if name in ("train", "evaluate", "predict"):
         from . import api
         return getattr(api, name)
+    if name == "load_run":
+        from . import loaded
+        return loaded.load_run
     raise AttributeError(name)

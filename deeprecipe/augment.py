@@ -530,9 +530,3 @@ def build_pipeline(specs: list[str | dict] | None, num_classes: int,
         if op.needs_fit and fit_images is not None:
             op.fit(fit_images() if callable(fit_images) else fit_images)
     return AugmentPipeline(ops, num_classes) if ops else None
-
-
-def tta_logits(loaded_run, images_uint8: torch.Tensor, name: str) -> torch.Tensor:
-    """Test-time augmentation: see deeprecipe.data.tta."""
-    from .data.tta import tta_logits as _tta
-    return _tta(loaded_run, images_uint8, name)

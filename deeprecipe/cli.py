@@ -60,7 +60,7 @@ def config_from_args(args):
 # Each command is one self-contained block: a setup function for its arguments and a runner.
 # Blocks are grouped by area so that work on different areas touches different parts of this file.
 
-# ==== training and using runs ====================================================================
+# ==== training and using runs ====================================================================================
 def _setup_train(p):
     add_train_options(p)
     p.add_argument("--resume", metavar="RUN", help="continue RUN from checkpoints/last.pt")
@@ -134,7 +134,7 @@ def cmd_predict(args) -> int:
     return 0
 
 
-# ==== data and augmentation (issue 3) ============================================================
+# ==== data and augmentation ======================================================================================
 def _setup_data(p):
     dsub = p.add_subparsers(dest="action", parser_class=_Parser, required=True)
     q = dsub.add_parser("inspect", help="sizes, class balance, mean/std, duplicates, sample grid")
@@ -204,13 +204,15 @@ def cmd_augment(args) -> int:
     return 0
 
 
-# ==== models (issue 4) ===========================================================================
+# ==== models =====================================================================================================
 def _setup_models(p):
     p.add_argument("name", nargs="?", help="show this model's layer table instead of the list")
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--in-chans", type=int, default=3)
     p.add_argument("--input-size", type=int, default=32, help="image side in pixels for shapes and FLOPs")
-    p.add_argument("--family", help="list only this family (alexnet, vgg, resnet, mlp, lenet, convnet)")
+    p.add_argument("--family", help="list only this family (mlp, lenet, convnet, alexnet, vgg, resnet, allconv, nin, googlenet, "
+                        "densenet, mobilenet, shufflenet, efficientnet, convnext, squeezenet); "
+                        "NAME may also be timm:NAME")
     p.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE", dest="knobs",
                    help="model knob for the layer table, e.g. --set norm=group (repeatable)")
 
@@ -238,7 +240,7 @@ def cmd_models(args) -> int:
     return 0
 
 
-# ==== the recipe: doctor, lr-find, search, recipe (issue 6) ======================================
+# ==== the recipe: doctor, lr-find, search, recipe ================================================================
 def _setup_doctor(p):
     add_train_options(p)
     p.add_argument("--samples", type=int, default=50, help="images to overfit (10–100)")
@@ -247,7 +249,7 @@ def _setup_doctor(p):
 
 @command("doctor", "sanity checks before training; exit 1 when one fails", _setup_doctor)
 def cmd_doctor(args) -> int:
-    from .api import Session
+    from .session import Session
     from .recipe.sanity import all_passed, print_checks, run_doctor
     checks = run_doctor(Session.create(config_from_args(args)), overfit_samples=args.samples, overfit_steps=args.steps)
     print_checks(checks)
@@ -268,7 +270,7 @@ def _setup_lr_find(p):
 @command("lr-find", "learning-rate range test: suggestion and plot", _setup_lr_find)
 def cmd_lr_find(args) -> int:
     from pathlib import Path
-    from .api import Session
+    from .session import Session
     from .recipe.lr_find import plot_lr_find, run_lr_find
     from .utils import note, write_json
     if not 0 < args.start_lr < args.end_lr or args.steps < 10 or args.iterations < 10:
@@ -308,7 +310,7 @@ def _setup_search(p):
 @command("search", "Optuna search over search.space: coarse, then refine; writes best.yaml", _setup_search)
 def cmd_search(args) -> int:
     from pathlib import Path
-    from .api import Session
+    from .session import Session
     from .recipe.search import print_trials, report_best, run_search
     if args.trials is not None and args.trials < 1:
         raise DeepRecipeError(f"--trials {args.trials} must be at least 1", "e.g. --trials 20")
@@ -329,7 +331,7 @@ def cmd_recipe(args) -> int:
 
 
 
-# ==== transfer, features, distillation (issue 7) =================================================
+# ==== transfer, features, distillation ===========================================================================
 def _setup_features(p):
     p.add_argument("run")
     p.add_argument("--stage", required=True, help="stage to tap (see `deeprecipe models NAME`), e.g. stage3")
@@ -339,14 +341,14 @@ def _setup_features(p):
 
 @command("features", "embeddings of a run's stage for a dataset, to npz", _setup_features)
 def cmd_features(args) -> int:
-    from .models.transfer import features_to_npz
+    from .export import features_to_npz
     out = args.out or f"features-{args.stage}.npz"
     info = features_to_npz(args.run, args.stage, args.data, out)
     print(json.dumps(info))
     return 0
 
 
-# ==== experiments (issue 8) ======================================================================
+# ==== experiments ================================================================================================
 def _setup_experiment(p):
     p.add_argument("name", nargs="?", help="experiment to run; omit to list them")
     p.add_argument("--quick", action="store_true", help="a smaller, faster version")
@@ -365,7 +367,7 @@ def cmd_experiment(args) -> int:
     return 0
 
 
-# ==== reports, runs, export (issue 11) ===========================================================
+# ==== reports, runs, export ======================================================================================
 def _setup_report(p):
     p.add_argument("run", help="a run folder written by `deeprecipe train`")
 
@@ -423,7 +425,7 @@ def cmd_export(args) -> int:
 
 
 
-# ==== labelling help: audit, project, explain (issue 13) =========================================
+# ==== labelling help: audit, project, explain ====================================================================
 def _setup_audit(p):
     p.add_argument("run")
     p.add_argument("--data", required=True, help="data spec whose labels to audit (training and test images)")
@@ -437,7 +439,7 @@ def _setup_audit(p):
 @command("audit", "rank images by how likely their label is wrong (out-of-fold); or apply corrections", _setup_audit)
 def cmd_audit(args) -> int:
     from pathlib import Path
-    from .api import load_run
+    from .loaded import load_run
     from .labelling.audit import audit, load_audit_data, relabel, write_audit
     out = Path(args.out or Path(args.run) / "audit")
     if args.relabel:

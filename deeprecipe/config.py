@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .augment import build_pipeline
 from .errors import DeepRecipeError, did_you_mean
 
 
@@ -101,7 +102,9 @@ class RegularizeConfig(_Section):
     patience: int = Field(5, ge=1)
     min_delta: float = Field(0.0, ge=0.0)
     restore_best: bool = Field(True, description="at the end, load the best epoch's weights into the model")
-    ema: float | None = Field(None, gt=0.0, lt=1.0, description="EMA decay of the weights, e.g. 0.999")
+    ema: float | None = Field(None, gt=0.0, lt=1.0,
+                              description="EMA decay of the weights (warmed up as min(ema, (1+n)/(10+n)) over the "
+                                          "n steps so far), e.g. 0.99 for a few thousand steps, 0.999 for more")
 
 
 class TrainConfig(_Section):
@@ -188,7 +191,6 @@ class PseudoConfig(_Section):
     @field_validator("strong_augment")
     @classmethod
     def _no_mixing(cls, v):
-        from .augment import build_pipeline
         pipeline = build_pipeline(v, 2)
         if pipeline is not None and pipeline.mixers:
             raise ValueError("mixup/cutmix change the labels; a strong view must keep its image's pseudo-label")

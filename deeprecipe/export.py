@@ -1,10 +1,12 @@
-"""Export a trained run to ONNX or TorchScript, and check the exported model gives the same outputs.
+"""Export a trained run: to ONNX or TorchScript (checking the exported model gives the same outputs),
+or as one stage's features of every image of a data spec.
 
 The exported model takes normalised float input (N, C, H, W) like the PyTorch model; the run's
 mean/std and classes are written beside it in `<name>.json` so other runtimes can preprocess.
 """
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 from typing import Any
@@ -12,8 +14,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from .data.sources import load_source
 from .errors import DeepRecipeError
-from .utils import write_json
+from .loaded import load_run
+from .progress import track
+from .session import prepare_data
+from .train.transfer import extract_features
+from .utils import atomic_write_bytes, write_json
 
 FORMATS = ("onnx", "torchscript")
 PARITY_TOLERANCE = 1e-4
@@ -22,7 +29,6 @@ PARITY_TOLERANCE = 1e-4
 def sample_inputs(loaded, n: int = 8) -> torch.Tensor:
     """Real test images when the run's data is at hand, random images otherwise (same shape either way)."""
     try:
-        from .api import prepare_data
         data = prepare_data(loaded.cfg)
         images, _ = data.part("test" if len(data.splits["test"]) else "val")
         images = images[:n]
@@ -67,7 +73,6 @@ def _run_onnx(path: Path, x: torch.Tensor) -> np.ndarray | None:
 
 def export_run(run: str | Path, fmt: str = "onnx", out: str | Path | None = None) -> dict[str, Any]:
     """Write the run's best model as FORMAT; returns path, parity max |Δ| and whether it passed."""
-    from .api import load_run
     if fmt not in FORMATS:
         raise DeepRecipeError(f"--format {fmt!r} is not supported", f"choose one of {', '.join(FORMATS)}")
     loaded = load_run(run, device="cpu")
@@ -98,3 +103,18 @@ def describe(result: dict[str, Any]) -> str:
     parity = ("parity not checked (pip install onnxruntime)" if result["parity"] is None
               else f"parity ok on {result['samples']} samples, max |Δ| {result['max_abs_diff']:.2e}")
     return f"wrote {result['path']} ({result['format']}); {parity}"
+
+
+def features_to_npz(run: str | Path, stage: str, data: str, out: str | Path, batch_size: int = 256) -> dict:
+    """Embed every image of a data spec with a trained run's stage; write features, labels, classes to npz."""
+    loaded = load_run(run)
+    ds = load_source(data)
+    starts = range(0, len(ds), batch_size)
+    batches = (loaded.normalize(ds.images[i:i + batch_size]) for i in track(starts, f"features {stage}", len(starts)))
+    feats = extract_features(loaded.model, stage, batches)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, features=feats.numpy().astype(np.float32), labels=ds.labels.numpy(),
+                        classes=np.array(ds.classes, dtype=str))
+    atomic_write_bytes(out, buf.getvalue())
+    return {"out": str(out), "n": int(feats.shape[0]), "dim": int(feats.shape[1]) if feats.ndim == 2 else 0,
+            "stage": stage, "data": data}

@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 from typing import Iterable, Iterator, TypeVar
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
 T = TypeVar("T")
 
 
@@ -16,7 +18,6 @@ def track(items: Iterable[T], description: str = "", total: int | None = None) -
     if not is_interactive():
         yield from items
         return
-    from rich.progress import Progress, BarColumn, MofNCompleteColumn, TimeRemainingColumn, TextColumn
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

@@ -6,8 +6,6 @@ A section whose inputs are missing says so instead of failing the whole report.
 """
 from __future__ import annotations
 
-import base64
-import html
 import json
 from pathlib import Path
 from typing import Callable
@@ -17,7 +15,11 @@ import torch
 import yaml
 
 from . import plots
+from .augment import build_pipeline
+from .config import resolve_config
 from .errors import DeepRecipeError
+from .pages import bullet_list, esc, img_tag, page, table
+from .session import prepare_data
 from .utils import atomic_write_text, read_jsonl
 
 MISCLASSIFIED_SHOWN = 24
@@ -41,34 +43,22 @@ class RunFiles:
         self._dataset = data  # the PreparedData of the run, when the caller already holds it
 
     def config(self):
-        from .config import resolve_config
         return resolve_config(str(self.dir / "config.yaml"))
 
     def dataset(self):
         """The run's images, conformed as in training (indices in test_predictions.npz point here)."""
         if self._dataset is None:
-            from .api import prepare_data
             self._dataset = prepare_data(self.config())
         return self._dataset
 
 
 # ------------------------------------------------------------------------------------------ html pieces
-def _img(png: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-
-
-def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
 def _fmt(v, digits: int = 4) -> str:
     if v is None:
         return "–"
     if isinstance(v, float):
         return f"{v:.{digits}f}"
-    return html.escape(str(v))
+    return esc(str(v))
 
 
 # ------------------------------------------------------------------------------------------ sections
@@ -79,27 +69,36 @@ def section_headline(run: RunFiles) -> str:
     facts = [
         ("test accuracy", _fmt(s.get("test_acc"))), ("test loss", _fmt(s.get("test_loss"))),
         ("top-5", _fmt(s.get("test_top5"))), ("best val accuracy", _fmt(best_val)),
-        ("best epoch", _fmt(s.get("best_epoch"))), ("model", _fmt(cfg.get("model", {}).get("name"))),
+        ("best epoch", _fmt(s.get("best_epoch"))), ("weights evaluated", _weights_evaluated(s, cfg)),
+        ("model", _fmt(cfg.get("model", {}).get("name"))),
         ("data", _fmt(cfg.get("data", {}).get("spec"))), ("parameters", f"{s.get('params', 0):,}"),
         ("training time", f"{s.get('train_seconds', 0):.1f} s"),
         ("images / s", _fmt(s.get("images_per_second"), 0)),
-        ("sizes", html.escape(", ".join(f"{k} {v}" for k, v in (s.get("sizes") or {}).items()))),
+        ("sizes", esc(", ".join(f"{k} {v}" for k, v in (s.get("sizes") or {}).items()))),
     ]
     cards = "".join(f'<div class="card"><div class="k">{k}</div><div class="v">{v}</div></div>' for k, v in facts)
     return f'<div class="cards">{cards}</div>'
 
 
+def _weights_evaluated(summary: dict, cfg: dict) -> str:
+    """EMA average or the raw weights (runs from before summary.json said so show "–")."""
+    which = summary.get("evaluated_weights")
+    if which == "ema":
+        return f"EMA average (decay {_fmt((cfg.get('regularize') or {}).get('ema'))})"
+    return "raw" if which == "raw" else "–"
+
+
 def section_curves(run: RunFiles) -> str:
     if not run.history:
         return "<p>No metrics.jsonl rows: the run finished no epoch.</p>"
-    return _img(plots.curves_png({"run": run.history}), "loss and accuracy curves")
+    return img_tag(plots.curves_png({"run": run.history}), "loss and accuracy curves")
 
 
 def section_lr(run: RunFiles) -> str:
     if run.steps:
-        return _img(plots.lr_png(run.steps), "learning rate over steps")
+        return img_tag(plots.lr_png(run.steps), "learning rate over steps")
     if run.history:  # fall back to the per-epoch learning rate
-        return _img(plots.lr_png([{"step": r["epoch"], "lr": r["lr"]} for r in run.history]), "learning rate per epoch")
+        return img_tag(plots.lr_png([{"step": r["epoch"], "lr": r["lr"]} for r in run.history]), "learning rate per epoch")
     return "<p>No learning-rate log.</p>"
 
 
@@ -107,18 +106,18 @@ def section_confusion(run: RunFiles) -> str:
     s = run.summary
     if not s.get("confusion"):
         return "<p>No confusion matrix in summary.json.</p>"
-    return _img(plots.confusion_png(s["confusion"], s["classes"]), "confusion matrix")
+    return img_tag(plots.confusion_png(s["confusion"], s["classes"]), "confusion matrix")
 
 
 def section_per_class(run: RunFiles) -> str:
     per_class = run.summary.get("per_class") or {}
     if not per_class:
         return "<p>No per-class metrics in summary.json.</p>"
-    rows = [[html.escape(c), _fmt(m["precision"], 3), _fmt(m["recall"], 3), _fmt(m["f1"], 3), str(m["support"])]
+    rows = [[esc(c), _fmt(m["precision"], 3), _fmt(m["recall"], 3), _fmt(m["f1"], 3), str(m["support"])]
             for c, m in per_class.items()]
     worst = min(per_class, key=lambda c: per_class[c]["f1"])
-    note = f"<p>Weakest class by F1: <b>{html.escape(worst)}</b> ({per_class[worst]['f1']:.3f}).</p>"
-    return _table(["class", "precision", "recall", "F1", "support"], rows, "per-class") + note
+    note = f"<p>Weakest class by F1: <b>{esc(worst)}</b> ({per_class[worst]['f1']:.3f}).</p>"
+    return table(["class", "precision", "recall", "F1", "support"], rows, escape=False, cls="per-class") + note
 
 
 def most_confident_mistakes(probs: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -144,11 +143,10 @@ def section_misclassified(run: RunFiles) -> str:
     wrong_total = int((pred != labels).sum())
     png = plots.image_grid_png(images, titles, cols=8)
     return (f"<p>{wrong_total} of {len(labels)} test images are misclassified; the {len(order)} the model was "
-            f"surest about are shown (true label, predicted label and its probability).</p>" + _img(png, "misclassified"))
+            f"surest about are shown (true label, predicted label and its probability).</p>" + img_tag(png, "misclassified"))
 
 
 def section_augment(run: RunFiles) -> str:
-    from .augment import build_pipeline
     cfg = run.config()
     data = run.dataset()
     pipeline = build_pipeline(cfg.data.augment, len(data.classes))
@@ -165,30 +163,30 @@ def section_augment(run: RunFiles) -> str:
     grid = torch.cat(rows).numpy()
     titles = ["original"] * len(originals) + ["augmented"] * (len(grid) - len(originals))
     png = plots.image_grid_png(grid, titles, cols=len(originals))
-    return (f"<p>Pipeline <code>{html.escape(', '.join(cfg.data.augment))}</code>: first row random training images, "
-            f"then {AUGMENT_ROUNDS} random draws of the augmentation.</p>" + _img(png, "augmentation preview"))
+    return (f"<p>Pipeline <code>{esc(', '.join(cfg.data.augment))}</code>: first row random training images, "
+            f"then {AUGMENT_ROUNDS} random draws of the augmentation.</p>" + img_tag(png, "augmentation preview"))
 
 
 def section_diagnosis(run: RunFiles) -> str:
     diag = run.summary.get("diagnosis")
     if not diag:
         return "<p>No diagnosis for this run (the diagnosis module was not available when it was trained).</p>"
-    parts = [f'<p class="verdict">{html.escape(str(diag.get("verdict", "")))}</p>']
+    parts = [f'<p class="verdict">{esc(str(diag.get("verdict", "")))}</p>']
     ctx = diag.get("context") or {}
     if ctx.get("val_images") is not None:
         parts.append(f"<p>Judged with {ctx.get('num_classes')} classes, {ctx['val_images']} validation images "
-                     f"(accuracies carry 95% Wilson intervals), schedule {html.escape(str(ctx.get('schedule')))}.</p>")
+                     f"(accuracies carry 95% Wilson intervals), schedule {esc(str(ctx.get('schedule')))}.</p>")
     for key in ("evidence", "advice"):
         items = diag.get(key) or []
         if isinstance(items, str):
             items = [items]
         if items:
-            parts.append(f"<h3>{key}</h3><ul>" + "".join(f"<li>{html.escape(str(i))}</li>" for i in items) + "</ul>")
+            parts.append(f"<h3>{key}</h3>" + bullet_list([str(i) for i in items]))
     return "".join(parts)
 
 
 def section_config(run: RunFiles) -> str:
-    return f"<pre>{html.escape(run.config_text or '(no config.yaml)')}</pre>"
+    return f"<pre>{esc(run.config_text or '(no config.yaml)')}</pre>"
 
 
 SECTIONS: list[tuple[str, str, Callable[[RunFiles], str]]] = [
@@ -204,16 +202,11 @@ SECTIONS: list[tuple[str, str, Callable[[RunFiles], str]]] = [
 ]
 
 STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1150px;margin:24px auto;
-     padding:0 16px;color:#222}
-h1{margin-bottom:4px} h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
-.sub{color:#666;margin-top:0}
 .cards{display:flex;flex-wrap:wrap;gap:10px}
 .card{border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:120px;background:#fafafa}
 .card .k{font-size:12px;color:#666} .card .v{font-size:18px;font-weight:600}
-img{max-width:100%} table{border-collapse:collapse} th,td{border:1px solid #ddd;padding:3px 10px;text-align:right}
-th:first-child,td:first-child{text-align:left} pre{background:#f6f6f6;padding:10px;overflow:auto;font-size:12px}
-.verdict{font-size:18px;font-weight:600} .error{color:#b00}
+th,td{text-align:right} th:first-child,td:first-child{text-align:left}
+.verdict{font-size:18px;font-weight:600}
 .pair{display:flex;flex-wrap:wrap;gap:28px;align-items:flex-start} .pair>section{flex:1 1 420px}
 """
 
@@ -222,8 +215,8 @@ def render_section(run: RunFiles, key: str, title: str, build: Callable[[RunFile
     try:
         body = build(run)
     except Exception as err:  # one broken section must not cost the others
-        body = f'<p class="error">This section could not be built: {html.escape(type(err).__name__)}: {html.escape(str(err))}</p>'
-    return f'<section id="{key}"><h2>{html.escape(title)}</h2>{body}</section>'
+        body = f'<p class="error">This section could not be built: {esc(type(err).__name__)}: {esc(str(err))}</p>'
+    return f'<section id="{key}"><h2>{esc(title)}</h2>{body}</section>'
 
 
 def build_report(run_dir: str | Path, data=None) -> Path:
@@ -232,10 +225,7 @@ def build_report(run_dir: str | Path, data=None) -> Path:
     rendered = {key: render_section(run, key, title, build) for key, title, build in SECTIONS}
     rendered["confusion"] = f'<div class="pair">{rendered["confusion"]}{rendered.pop("per-class")}</div>'
     body = "".join(rendered.values())
-    name = html.escape(run.dir.resolve().name)
-    page = (f'<!doctype html><html><head><meta charset="utf-8"><title>deeprecipe report – {name}</title>'
-            f"<style>{STYLE}</style></head><body><h1>deeprecipe report</h1>"
-            f'<p class="sub">{html.escape(str(run.dir.resolve()))}</p>{body}</body></html>')
     out = run.dir / "report.html"
-    atomic_write_text(out, page)
+    atomic_write_text(out, page(f"deeprecipe report – {run.dir.resolve().name}", body, STYLE,
+                                heading="deeprecipe report", subtitle=str(run.dir.resolve())))
     return out

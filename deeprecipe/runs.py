@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from rich.table import Table
 
 from . import plots
 from .errors import DeepRecipeError
@@ -101,7 +102,6 @@ def list_runs(folder: str | Path = "runs", sort: str = "test_acc") -> list[dict[
 
 def runs_table(rows: list[dict[str, Any]], title: str = "runs"):
     """A rich Table of list_runs rows."""
-    from rich.table import Table
     table = Table(title=title)
     for key, (heading, _) in COLUMNS.items():
         table.add_column(heading, justify="left" if key in ("name", "model", "data") else "right", overflow="fold")
@@ -115,7 +115,6 @@ def runs_table(rows: list[dict[str, Any]], title: str = "runs"):
 
 def differences_table(result: dict[str, Any]):
     """A rich Table of compare_runs' config differences: one row per key, one column per run."""
-    from rich.table import Table
     table = Table(title="config differences")
     table.add_column("key")
     for name in result["names"]:

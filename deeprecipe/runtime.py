@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -136,7 +137,6 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 def check_compile_toolchain(device: torch.device) -> None:
     """torch.compile on a CPU writes and builds C++ (inductor): say so up front, not mid-training."""
-    import shutil
     if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
         raise DeepRecipeError("train.compile=true on a CPU needs a C++ compiler (torch inductor builds C++) and none "
                               "is on PATH", "install one (e.g. apt install g++) or set train.compile=false")

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from deeprecipe.augment import (AugmentPipeline, PCALighting, build_pipeline, list_augments, parse_op,
-                                tta_logits)
+from deeprecipe.augment import AugmentPipeline, PCALighting, build_pipeline, list_augments, parse_op
 from deeprecipe.cli import main
+from deeprecipe.data.tta import tta_logits
 from deeprecipe.errors import DeepRecipeError
 
 # Every op with parameters that make it act on every sample (p=1) and visibly.

@@ -40,6 +40,10 @@ def test_run_compares_both_pipelines_and_writes_json(tmp_path):
     assert set(rep["ratios"]) == {"seconds", "seconds_to_target", "images_per_second"}
     assert record["flops_per_image"]["train"] > 2 * record["flops_per_image"]["forward"] > 0
     assert record["cpu"]["fp32_flops"] > 0 and record["cpu"]["bf16_flops"] >= record["cpu"]["fp32_flops"]
+    assert set(rep["peers"]) == {"pytorch-example", "fastai-style"}
+    for name, peer in rep["peers"].items():
+        assert peer["peer_seconds"] is not None and peer["peer_seconds"] > 0, name  # a peer reaches its own final acc
+        assert peer["final_acc"] == peer["history"][-1]["test_acc"]
 
 
 def test_seconds_to_reach_takes_first_epoch_at_target():
@@ -49,6 +53,22 @@ def test_seconds_to_reach_takes_first_epoch_at_target():
                {"seconds": 3.0, "test_acc": 0.97}, {"seconds": 4.0, "test_acc": 0.99}]
     assert seconds_to_reach(history, 0.98) == 2.0
     assert seconds_to_reach(history, 0.995) is None
+
+
+def test_fastai_style_schedule_follows_fit_one_cycle():
+    sys.path.insert(0, str(ROOT))
+    import torch
+    from benchmarks.peers import FastaiOneCycle
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0, betas=(0.9, 0.99))
+    sched = FastaiOneCycle(opt, lr_max=1e-3, total=101)
+    lrs, moms = [opt.param_groups[0]["lr"]], [opt.param_groups[0]["betas"][0]]
+    for _ in range(100):
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+        moms.append(opt.param_groups[0]["betas"][0])
+    assert lrs[0] == pytest.approx(1e-3 / 25) and max(lrs) == pytest.approx(1e-3) and lrs.index(max(lrs)) == 25
+    assert lrs[-1] == pytest.approx(1e-3 / 25 / 1e5)
+    assert moms[0] == pytest.approx(0.95) and moms[25] == pytest.approx(0.85) and moms[-1] == pytest.approx(0.95)
 
 
 def test_gpu_benchmark_skips_cleanly_without_a_gpu():

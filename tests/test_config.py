@@ -2,8 +2,11 @@
 import pytest
 import yaml
 
+from deeprecipe.augment import parse_op
 from deeprecipe.config import Config, apply_overrides, build_config, resolve_config
 from deeprecipe.errors import DeepRecipeError
+from deeprecipe.experiments.registry import get_experiment
+from deeprecipe.models import create_model
 
 
 def test_defaults_are_the_documented_ones():
@@ -81,3 +84,13 @@ def test_a_key_with_no_near_match_gets_the_list_instead():
     with pytest.raises(DeepRecipeError) as err:
         resolve_config(None, ["optim.zzzzzz=1"])
     assert "did you mean" not in str(err.value) and "momentum" in str(err.value)
+
+
+@pytest.mark.parametrize("call, name, suggestion", [
+    (create_model, "resnt18", "resnet18"), (parse_op, "brightnes", "brightness"),
+    (get_experiment, "activation", "activations"),
+])
+def test_every_registry_suggests_through_the_same_helper(call, name, suggestion):
+    with pytest.raises(DeepRecipeError) as err:
+        call(name)
+    assert err.value.fix.startswith(f"did you mean {suggestion}")

@@ -159,7 +159,7 @@ def test_csv_round_trip_relative_paths_and_escape(tmp_path, mnist_arrays):
 
 # ------------------------------------------------------------------------------------------ streaming
 def test_stream_loader_matches_memory_loader(tmp_path, mnist_arrays):
-    from deeprecipe.api import prepare_data
+    from deeprecipe.session import prepare_data
     from deeprecipe.data.stream import StreamLoader
     x, y = _slice(mnist_arrays, 6)
     _write_folder(tmp_path / "f", x, y)
@@ -180,7 +180,7 @@ def test_stream_loader_matches_memory_loader(tmp_path, mnist_arrays):
 
 
 def test_auto_loader_streams_when_too_big(tmp_path, mnist_arrays):
-    from deeprecipe.api import load_dataset
+    from deeprecipe.session import load_dataset
     x, y = _slice(mnist_arrays, 2)
     _write_folder(tmp_path / "f", x, y)
     small = build_config({"data": {"spec": str(tmp_path / "f"), "memory_limit_mb": 0.001}})
@@ -262,7 +262,7 @@ def test_leak_report_finds_shared_images(mnist_arrays):
 
 
 def test_prepare_data_warns_about_leaks(tmp_path, mnist_arrays, capsys):
-    from deeprecipe.api import prepare_data
+    from deeprecipe.session import prepare_data
     x, y = _slice(mnist_arrays, 10)
     x = np.concatenate([x, x[:20]])
     y = np.concatenate([y, y[:20]])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.diagnosis_score import CORPUS, RIGHT, load, score, verdict_of
-from deeprecipe.recipe.diagnose import diagnose, wilson
+from deeprecipe.train.diagnose import diagnose, wilson
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from deeprecipe.api import Session, train
+from deeprecipe.api import train
+from deeprecipe.session import Session
 from deeprecipe.config import resolve_config
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")

@@ -1,4 +1,4 @@
-"""Labelling help (issue 13): label audit, feature projection, pseudo-labels, Grad-CAM — on real MNIST digits."""
+"""Labelling help: label audit, feature projection, pseudo-labels, Grad-CAM — on real MNIST digits."""
 from __future__ import annotations
 
 import re

@@ -31,9 +31,22 @@ TINY = {
     **{f"vgg{d}{bn}": (TINY_VGG, 3, 32) for d in (11, 13, 16, 19) for bn in ("", "_bn")},
     **{f"resnet{d}": (dict(width=4), 3, 32) for d in (18, 34, 50, 101, 152)},
     **{f"{kind}{d}": (dict(width=4), 3, 16) for d in (20, 32, 44, 56, 110) for kind in ("resnet", "plain")},
+    "allconvnet": (dict(width_mult=1 / 8), 3, 16),
+    "nin": (dict(width_mult=1 / 8), 3, 16),
+    # torchvision's networks at their own widths (tests/test_zoo.py has the per-family checks)
+    **{name: ({}, 3, 32) for name in (
+        "googlenet", "inception_v3", "densenet121", "densenet161", "densenet169", "densenet201", "mobilenet_v2",
+        "mobilenet_v3_small", "mobilenet_v3_large", "shufflenet_v2_x1_0", "efficientnet_b0", "efficientnet_b1",
+        "efficientnet_b2", "efficientnet_b3", "resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2",
+        "convnext_tiny", "squeezenet1_1")},
 }
 # The full knob sweep runs on one model per family and block kind by default; the rest are slow.
-SWEEP = ["mlp", "lenet5", "alexnet_small", "vgg11_bn", "vgglike", "resnet20", "plain20"]
+SWEEP = ["mlp", "lenet5", "alexnet_small", "vgg11_bn", "vgglike", "resnet20", "plain20", "allconvnet", "nin",
+         "mobilenet_v3_small", "squeezenet1_1"]
+# Networks whose construction alone takes seconds here: their default run is a slow test.
+HEAVY = {"inception_v3", "densenet161", "densenet169", "densenet201", "mobilenet_v2", "mobilenet_v3_large",
+         "shufflenet_v2_x1_0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "resnext50_32x4d",
+         "resnext101_32x8d", "wide_resnet50_2", "convnext_tiny"}
 
 
 def n_params(model: nn.Module) -> int:
@@ -143,7 +156,8 @@ def test_every_knob_runs_on_the_rest(name):
     _run_variants(name)
 
 
-@pytest.mark.parametrize("name", [n for n in TINY if n not in SWEEP])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
+                                  for n in TINY if n not in SWEEP])
 def test_every_model_runs_default(name):
     base, in_chans, size = TINY[name]
     model = create_model(name, num_classes=4, in_chans=in_chans, input_size=size, **base)

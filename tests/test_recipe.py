@@ -8,16 +8,18 @@ import math
 import numpy as np
 import optuna
 import pytest
+import torch
 import yaml
 from torch import nn
 
-from deeprecipe.api import Session, build_model, diagnose_history, train
+from deeprecipe.api import train
+from deeprecipe.session import Session, build_model
 from deeprecipe.cli import main
 from deeprecipe.config import resolve_config
 from deeprecipe.errors import DeepRecipeError
 from deeprecipe.recipe.lr_find import run_lr_find, suggest_lr
 from deeprecipe.recipe.pipeline import run_recipe
-from deeprecipe.recipe.sanity import run_doctor
+from deeprecipe.recipe.sanity import check_overfit, run_doctor
 from deeprecipe.recipe.search import parse_space, run_search
 
 SMALL_NET = ["model.widths=[16,32]", "model.convs=1", "train.batch_size=64"]
@@ -27,7 +29,7 @@ def _diagnosis(overrides: list[str]) -> tuple[list[dict], dict]:
     """A really trained run's history and its diagnosis, made by the call training makes (class count, val size)."""
     session = Session.create(resolve_config(None, overrides))
     history = session.make_trainer(None, show_progress=False).fit().history
-    return history, diagnose_history(history, session)
+    return history, session.diagnose(history)
 
 
 def _failed(checks) -> set[str]:
@@ -275,3 +277,31 @@ def test_short_runs_pick_the_rate_whose_loss_falls_most(tmp_path, mnist_small_np
                  "--out", str(tmp_path / "lr"), *sum((["--set", o] for o in SMALL_NET), [])])
     assert code == 0 and json.loads(capsys.readouterr().out)["method"] == "short-runs"
     assert (tmp_path / "lr" / "lr_find.png").is_file()
+
+
+def test_lr_find_and_the_doctor_step_like_a_training_run(mnist_small_npz):
+    """The LR range test and the overfit check run the trainer's own step: every conv sees the run's autocast
+    dtype and memory format (bf16 + channels_last here), as in `fit` (they used to run plain fp32 forwards)."""
+    cfg = resolve_config(None, [f"data.spec={mnist_small_npz}", *SMALL_NET, "train.precision=bf16",
+                                "train.channels_last=true", "train.epochs=1"])
+    s = Session.create(cfg)
+    seen: dict[str, set] = {}
+
+    def record(where):
+        def hook(module, args):
+            if isinstance(module, nn.Conv2d) and module.training:
+                x = args[0]
+                seen.setdefault(where, set()).add((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"),
+                                                   x.is_contiguous(memory_format=torch.channels_last)))
+        return hook
+
+    for where, run in (("fit", lambda: s.make_trainer(None, show_progress=False).fit()),
+                       ("lr_find", lambda: run_lr_find(s, steps=6)),
+                       ("overfit", lambda: check_overfit(s, build_model(cfg, 10, s.data.input_shape), 10, steps=3))):
+        handle = nn.modules.module.register_module_forward_pre_hook(record(where))
+        try:
+            run()
+        finally:
+            handle.remove()
+    assert seen["fit"] == {(True, torch.bfloat16, True)}
+    assert seen["lr_find"] == seen["fit"] and seen["overfit"] == seen["fit"]

@@ -28,12 +28,15 @@ def _has_tensorboard() -> bool:
 
 @pytest.fixture(scope="module")
 def three_runs(tmp_path_factory, mnist_small_npz):
-    """Three one-epoch runs that differ in learning rate (the last also logs to TensorBoard when it can)."""
+    """Three one-epoch runs that differ in learning rate (the second evaluates EMA weights, the last also logs to
+    TensorBoard when it can)."""
     root = tmp_path_factory.mktemp("runs")
     runs = []
     for name, lr in (("a", 0.01), ("b", 0.002), ("c", 0.0005)):
         overrides = [f"data.spec={mnist_small_npz}", "train.epochs=2", "train.batch_size=64", "model.widths=[8,16]",
                      "model.convs=1", f"optim.lr={lr}", "log.steps_every=2"]
+        if name == "b":
+            overrides.append("regularize.ema=0.9")
         if name == "c" and _has_tensorboard():
             overrides.append("log.tensorboard=true")
         with pytest.MonkeyPatch.context() as mp:
@@ -79,6 +82,7 @@ def test_every_run_leaves_a_report_with_every_section(three_runs):
         assert np.asarray(images[0].convert("L")).std() > 5, key
     summary = json.loads((run / "summary.json").read_text())
     assert f"{summary['test_acc']:.4f}" in sections["summary"]
+    assert summary["evaluated_weights"] == "raw" and re.search(r"weights evaluated.*?>raw<", sections["summary"])
     rows = re.findall(r"<tr><td>([^<]+)</td>", sections["per-class"])
     assert rows == summary["classes"]
     assert "model:" in sections["config"] and "optim:" in sections["config"]
@@ -114,6 +118,8 @@ def test_report_command_rebuilds_and_diagnosis_is_shown(three_runs, tmp_path):
     assert main(["report", str(run)]) == 0
     diag = _sections((run / "report.html").read_text(encoding="utf-8"))["diagnosis"]
     assert "underfitting" in diag and "train accuracy 0.41 after 2 epochs" in diag and "train longer" in diag
+    assert summary["evaluated_weights"] == "ema"  # run b averages its weights: the report says so
+    assert "EMA average (decay 0.9000)" in _sections((run / "report.html").read_text(encoding="utf-8"))["summary"]
 
 
 def test_report_on_a_folder_without_a_run_is_one_line_error(tmp_path, capsys):

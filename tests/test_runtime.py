@@ -78,3 +78,16 @@ def test_precision_auto_follows_the_cpus_bf16_support():
     expected = "bf16" if _cpuinfo_has_bf16() else "fp32"
     assert runtime.pick_precision("auto", torch.device("cpu")) == expected
     assert runtime.pick_precision("fp32", torch.device("cpu")) == "fp32"
+
+
+def test_run_header_and_summary_state_threads_and_precision(mnist_npz, fast_overrides, tmp_path, capsys):
+    from deeprecipe import api
+    before = torch.get_num_threads()
+    try:
+        summary = api.train(None, overrides=[f"data.spec={mnist_npz(20)}", *fast_overrides, "train.epochs=1",
+                                             "train.threads=1", "train.precision=fp32"], out=tmp_path / "run")
+    finally:
+        torch.set_num_threads(before)
+    assert summary["threads"] == 1 and summary["precision"] == "fp32"
+    header = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("data "))
+    assert header.endswith("fp32 channels_last, 1 thread")

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from deeprecipe.api import Session, evaluate_ensemble, train
+from deeprecipe.api import evaluate_ensemble, train
+from deeprecipe.session import Session
 from deeprecipe.config import ScheduleConfig, resolve_config
 from deeprecipe.errors import DeepRecipeError
 from deeprecipe.train.checkpoint import load_checkpoint

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from deeprecipe.api import build_model, train
+from deeprecipe.api import train
+from deeprecipe.session import build_model
 from deeprecipe.cli import main
 from deeprecipe.config import resolve_config
 from deeprecipe.errors import DeepRecipeError
 from deeprecipe.models import create_model
-from deeprecipe.models.transfer import StageFreezer, load_pretrained, stage_lr_scale
+from deeprecipe.train.transfer import StageFreezer, load_pretrained, stage_lr_scale
 
 SMALL = ["model.widths=[8,16]", "model.convs=1"]
 # The issue asks for 10 points at 20 labels/class; at a fair budget the gap is about 6 (docs/transfer.md),
@@ -127,7 +128,7 @@ def test_linear_probe_trains_only_the_head_and_keeps_bn_statistics(source_run, t
 
 
 def test_finetune_last_and_gradual_unfreezing(source_run, mnist_small_npz):
-    from deeprecipe.api import Session
+    from deeprecipe.session import Session
     base = [f"data.spec={mnist_small_npz}", *SMALL, f"model.pretrained={source_run}"]
     cfg = resolve_config(None, base + ["transfer.strategy=finetune_last:1"])
     trainer = Session.create(cfg).make_trainer(None, show_progress=False)
@@ -149,7 +150,7 @@ def test_finetune_last_and_gradual_unfreezing(source_run, mnist_small_npz):
 
 
 def test_discriminative_learning_rates_shrink_towards_the_input(mnist_small_npz):
-    from deeprecipe.api import Session
+    from deeprecipe.session import Session
     model = create_model("convnet", num_classes=10, in_chans=1, widths=[8, 16], convs=1)
     assert stage_lr_scale(model, 0.5) == {"body.stage1.": 0.25, "body.stage2.": 0.5}
     cfg = resolve_config(None, [f"data.spec={mnist_small_npz}", *SMALL, "transfer.lr_factor=0.5", "optim.lr=0.01"])

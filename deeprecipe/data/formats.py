@@ -5,8 +5,10 @@ the ImageSet's given split, so the official test images are never trained on.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
+import importlib
 import pickle
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import DeepRecipeError
+from ..progress import track
 from ..utils import note
 from .sources import ImageSet, decode_image_file, from_arrays, register_source, require_file, unify_images
 
@@ -38,9 +41,7 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
         if module == "_codecs":
-            import codecs
             return codecs.encode
-        import importlib
         try:
             mod = importlib.import_module(module.replace("numpy.core", "numpy._core"))
         except ImportError:
@@ -205,7 +206,6 @@ def read_csv(rest: str) -> ImageSet:
     classes = sorted({label for _, label in rows})
     index = {c: i for i, c in enumerate(classes)}
     images, labels, paths, skipped = [], [], [], []
-    from ..progress import track
     for path, label in track(rows, description=f"reading {csv_path.name}"):
         try:
             images.append(decode_image_file(path))

@@ -7,7 +7,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
+from torchvision.io import encode_png
+from torchvision.utils import make_grid
 
+from ..augment import build_pipeline
 from ..errors import DeepRecipeError
 from ..utils import atomic_write_bytes
 from .leakage import leak_report
@@ -19,8 +23,6 @@ PREVIEW_MIN_SIDE = 64  # small images (MNIST, CIFAR) are enlarged, pixel for pix
 
 def save_grid(images_uint8: torch.Tensor, path: str | Path, nrow: int) -> Path:
     """Write a uint8 (N, C, H, W) batch as one PNG grid (torchvision's make_grid), atomically."""
-    from torchvision.io import encode_png
-    from torchvision.utils import make_grid
     x = images_uint8
     if x.shape[-1] < PREVIEW_MIN_SIDE:
         factor = -(-PREVIEW_MIN_SIDE // x.shape[-1])
@@ -46,7 +48,6 @@ def one_per_class(ds: ImageSet, count: int) -> torch.Tensor:
 
 def folder_histograms(paths: list[str]) -> dict:
     """Original image sizes and modes, read from file headers only (PIL opens lazily)."""
-    from PIL import Image
     sizes, modes = Counter(), Counter()
     for p in paths:
         try:
@@ -82,7 +83,6 @@ def inspect_dataset(spec: str, out_dir: str | Path | None = None, grid: int = 40
 def augment_preview(spec: str, augs: list[str], out: str | Path = "augment_preview.png", count: int = 8,
                     copies: int = 4, seed: int = 0) -> Path:
     """A grid: the first row holds `count` originals, each further row one augmented copy of them."""
-    from ..augment import build_pipeline
     ds = load_source(spec)
     pipeline = build_pipeline(augs, ds.num_classes, fit_images=ds.images)
     if pipeline is None:

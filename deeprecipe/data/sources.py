@@ -5,6 +5,7 @@ fastest from memory. Readers register themselves by spec prefix, like timm's mod
 """
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
@@ -14,8 +15,11 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from torchvision.io import ImageReadMode, decode_image, read_file
 
 from ..errors import DeepRecipeError
+from ..progress import track
 from ..utils import note
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
@@ -140,7 +144,6 @@ def read_builtin(name: str) -> ImageSet:
             d = np.load(f)
             ds = from_arrays(d["x"], d["y"], [str(i) for i in range(10)], "builtin:mnist5k")
     elif name == "digits":
-        from sklearn.datasets import load_digits
         d = load_digits()
         # 0..16 intensities → 0..255 so every source is uint8.
         x = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)
@@ -193,13 +196,11 @@ def decode_image_file(path: Path) -> torch.Tensor:
 
     A bad file raises DeepRecipeError naming the file only: torchvision's own messages carry source paths
     from its build machine, which mean nothing to a user."""
-    import warnings
     path = Path(path)
     with warnings.catch_warnings():
         # torchvision 0.29 flags its decoders as deprecated in favour of TorchCodec; they still work and are the
         # decoders DESIGN.md chose. Revisit when torchvision drops them.
         warnings.simplefilter("ignore", DeprecationWarning)
-        from torchvision.io import ImageReadMode, decode_image, read_file
         try:
             data = read_file(str(path))
         except RuntimeError:
@@ -322,7 +323,6 @@ def read_folder(path: str, size: tuple[int, int] | None = None, channels: int | 
     images: list[torch.Tensor] = []
     kept: list[int] = []
     skipped: list[tuple[str, str]] = []
-    from ..progress import track
     for i, f in enumerate(track(scan.files, description=f"reading {root.name or root}")):
         try:
             images.append(decode_image_file(f))

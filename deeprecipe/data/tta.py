@@ -45,10 +45,6 @@ TTA_VIEWS: dict[str, list[View]] = {
 }
 
 
-def list_tta() -> list[str]:
-    return list(TTA_VIEWS)
-
-
 def tta_logits(loaded_run, images_uint8: torch.Tensor, name: str) -> torch.Tensor:
     """Log of the mean softmax over the views named by `name` (flip, 5crop, 10crop, multiscale)."""
     key = (name or "").strip().lower()

@@ -7,10 +7,10 @@ import time
 import numpy as np
 import torch
 
-from ..api import Session, prepare_data
 from ..config import resolve_config
 from ..data.sources import ImageSet, load_source
 from ..models.summary import count_params
+from ..session import Session, prepare_data
 
 
 def digits_subset(per_class: int | None = None, classes: list[int] | None = None, seed: int = 0) -> ImageSet:

@@ -20,6 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import resolve_config
+from ..data.sources import load_source
+from ..labelling.pseudo import fit_with_pseudo_labels
+from ..plots import pyplot, save_png
+from ..progress import track
+from ..session import PreparedData, Session
 from .registry import ExperimentResult, checks_line, register_experiment
 
 ARMS = ("labels_alone", "labels_alone_same_steps", "pseudo_labels", "pseudo_labels_online", "all_labels")
@@ -62,10 +68,6 @@ def study_splits(labels: np.ndarray, s: PseudoStudy, seed: int) -> dict[str, np.
 
 def train_arm(ds, model: str, arm: str, seed: int, s: PseudoStudy, workdir: Path) -> dict:
     """One run of one arm; returns its test accuracy (and the pseudo-label rounds for that arm)."""
-    from ..api import PreparedData, Session
-    from ..config import resolve_config
-    from ..data.stats import channel_stats
-    from ..labelling.pseudo import fit_with_pseudo_labels
     sp = study_splits(ds.labels.numpy(), s, seed)
     train = np.concatenate([sp["train"], sp["unlabelled"]]) if arm == "all_labels" else sp["train"]
     overrides = [*s.overrides, f"model.name={model}", f"train.seed={seed}", "data.val_fraction=0"]
@@ -83,8 +85,8 @@ def train_arm(ds, model: str, arm: str, seed: int, s: PseudoStudy, workdir: Path
         scale = (len(sp["train"]) + len(sp["unlabelled"])) / len(sp["train"])
         cfg = resolve_config(None, [*overrides, f"train.epochs={round(cfg.train.epochs * scale)}"])
     # Normalised with the labelled images' statistics in every arm, so only the training labels differ.
-    mean, std = channel_stats(ds.images[torch.from_numpy(sp["train"])])
-    data = PreparedData(ds, {"train": train, "val": np.array([], dtype=np.int64), "test": sp["test"]}, mean, std)
+    data = PreparedData.from_splits(ds, {"train": train, "val": np.array([], dtype=np.int64), "test": sp["test"]},
+                                    stats_from=sp["train"])
     session = Session.create(cfg, data)
     rounds = None
     if arm in PSEUDO_ARMS:
@@ -98,8 +100,6 @@ def train_arm(ds, model: str, arm: str, seed: int, s: PseudoStudy, workdir: Path
 
 def run_study(s: PseudoStudy, workdir: Path) -> list[dict]:
     """One row per (model, arm): mean, std and per-seed test accuracy, and the pseudo-labels' quality."""
-    from ..data.sources import load_source
-    from ..progress import track
     ds = load_source("builtin:mnist5k")
     runs: dict[tuple[str, str], list[dict]] = {(m, a): [] for m in s.models for a in s.arms}
     jobs = [(m, a, seed) for m in s.models for seed in s.seeds for a in s.arms]
@@ -160,7 +160,6 @@ def _name(arm: str) -> str:
 
 def plot(rows: list[dict], out: Path) -> Path:
     """Grouped bars: one group per model, one bar per arm, the seeds as dots."""
-    from ..plots import pyplot, save_png
     plt = pyplot()
     models = list(dict.fromkeys(r["model"] for r in rows))
     arms = list(dict.fromkeys(r["arm"] for r in rows))

@@ -48,22 +48,11 @@ def register_experiment(name: str, claim: str):
     return deco
 
 
-def _load() -> None:
-    import importlib
-    import pkgutil
-    from .. import experiments as pkg
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if info.name not in ("registry", "common"):
-            importlib.import_module(f"{pkg.__name__}.{info.name}")
-
-
 def list_experiments() -> list[Experiment]:
-    _load()
     return [_EXPERIMENTS[k] for k in sorted(_EXPERIMENTS)]
 
 
 def get_experiment(name: str) -> Experiment:
-    _load()
     if name not in _EXPERIMENTS:
         raise DeepRecipeError(f"unknown experiment {name!r}",
                               did_you_mean(name, _EXPERIMENTS, f"choose one of {', '.join(sorted(_EXPERIMENTS))}"))

@@ -7,6 +7,8 @@ tested on a fixed held-out set of 5–9 images that no run trains on.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..api import train
+from ..config import build_config
+from ..data.sources import ImageSet, load_source
+from ..plots import pyplot, save_png
+from ..progress import track
+from ..session import PreparedData, Session
 from ..utils import note
 from .registry import ExperimentResult, register_experiment
 
@@ -42,14 +50,12 @@ class StudySettings:
 
 
 def _subset(images: torch.Tensor, labels: torch.Tensor, classes: range):
-    from ..data.sources import ImageSet
     keep = torch.isin(labels, torch.tensor(list(classes)))
     return ImageSet(images[keep], labels[keep] - classes[0], [str(c) for c in classes])
 
 
 def pretrain(source, out: Path, s: StudySettings) -> Path:
     """Train the source model with the ordinary `train` path; its run folder is model.pretrained later."""
-    from ..api import train
     path = out / "data" / "source.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, x=source.images[:, 0].numpy(), y=source.labels.numpy(), classes=np.array(source.classes))
@@ -75,9 +81,6 @@ def target_splits(labels: np.ndarray, k: int, test_per_class: int, seed: int) ->
 
 
 def train_target(target, method: str, k: int, seed: int, pretrained: Path, s: StudySettings) -> float:
-    from ..api import PreparedData, Session
-    from ..config import build_config
-    from ..data.stats import channel_stats
     splits = target_splits(target.labels.numpy(), k, s.test_per_class, seed)
     n = len(splits["train"])
     batch = min(32, n)
@@ -86,10 +89,7 @@ def train_target(target, method: str, k: int, seed: int, pretrained: Path, s: St
     cfg = build_config({"model": {**s.model, "pretrained": str(pretrained) if uses_pretrained else None},
                         "transfer": transfer, "optim": {"lr": s.lr * lr_mult},
                         "train": {"epochs": epochs, "batch_size": batch, "seed": seed}}, source="experiment transfer")
-    mean, std = channel_stats(target.images[torch.from_numpy(splits["train"])])
-    session = Session.create(cfg, PreparedData(target, splits, mean, std))
-    import contextlib
-    import io
+    session = Session.create(cfg, PreparedData.from_splits(target, splits))
     with contextlib.redirect_stderr(io.StringIO()):  # silence the per-run "pretrained: …" note
         trainer = session.make_trainer(None, show_progress=False)
     trainer.fit()
@@ -98,8 +98,6 @@ def train_target(target, method: str, k: int, seed: int, pretrained: Path, s: St
 
 def run_study(out: Path, s: StudySettings) -> list[dict]:
     """Every (method, labels per class) cell: mean and std of test accuracy over the seeds."""
-    from ..data.sources import load_source
-    from ..progress import track
     full = load_source("builtin:mnist5k")
     run = pretrain(_subset(full.images, full.labels, SOURCE_CLASSES), out, s)
     target = _subset(full.images, full.labels, TARGET_CLASSES)
@@ -135,7 +133,6 @@ def conclusion(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], out: Path) -> None:
-    from ..plots import pyplot, save_png
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in dict.fromkeys(r["method"] for r in rows):

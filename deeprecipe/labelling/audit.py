@@ -15,13 +15,14 @@ import numpy as np
 import torch
 from sklearn.model_selection import StratifiedKFold
 
-from ..api import Session, load_run
 from ..data.sources import ImageSet, conform, load_source
 from ..errors import DeepRecipeError
+from ..loaded import load_run
+from ..pages import esc, page, png_data_uri
 from ..progress import track
+from ..session import Session
 from ..utils import atomic_write_bytes, atomic_write_text, note
 from .fitting import fit_subset, predict_probs, subset_data, with_epochs
-from .pages import esc, page, png_data_uri
 
 
 @dataclass

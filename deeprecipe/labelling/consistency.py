@@ -51,8 +51,8 @@ class ConsistencyTrainer(Trainer):
                               self.meta["std"], build_pipeline(cfg.data.augment, classes),
                               build_pipeline(p.strong_augment, classes), self.device, cfg.train.seed,
                               self.train_loader.channels_last, rank=self.dist.rank)
-        self.taken = 0      # unlabelled views that passed the threshold, over the whole run
-        self.drawn = 0
+        self._taken = torch.zeros((), device=self.device)  # views that passed the threshold, kept on the device
+        self.drawn = 0                                      # unlabelled views drawn, over the whole run
 
     def compute_loss(self, x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         supervised = super().compute_loss(x, logits, y)
@@ -64,6 +64,11 @@ class ConsistencyTrainer(Trainer):
         with autocast_context(self.device, self.precision):
             strong_logits = self.forward_model(strong).float()
         unsupervised = (F.cross_entropy(strong_logits, pseudo, reduction="none") * mask).mean()
-        self.taken += int(mask.sum())
+        self._taken = self._taken + mask.sum()
         self.drawn += mask.numel()
         return supervised + self.cfg.pseudo.weight * unsupervised
+
+    @property
+    def taken(self) -> int:
+        """Unlabelled views that passed the threshold, over the whole run (read from the device on demand)."""
+        return int(self._taken)

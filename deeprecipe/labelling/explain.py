@@ -12,16 +12,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..api import LoadedRun, load_run
 from ..data.sources import conform, decode_image_file
 from ..errors import DeepRecipeError
+from ..loaded import LoadedRun, load_run
+from ..plots import figure_png, pyplot
 from ..utils import atomic_write_bytes
 
 
 def last_conv_stage(model: nn.Module) -> nn.Module:
     """The last body stage that holds a Conv2d (deeprecipe models name their stages)."""
-    body = getattr(model, "body", None)
-    stages = list(body.children()) if isinstance(body, nn.Sequential) else []
+    stages = [model.stage(n) for n in getattr(model, "stage_names", []) if n != "classifier"]
     for stage in reversed(stages):
         if any(isinstance(m, nn.Conv2d) for m in stage.modules()):
             return stage
@@ -58,7 +58,6 @@ def grad_cam(loaded: LoadedRun, images_uint8: torch.Tensor, target: torch.Tensor
 
 
 def overlay_png(image_uint8: torch.Tensor, cam: torch.Tensor, title: str) -> bytes:
-    from ..plots import figure_png, pyplot
     plt = pyplot()
     img = image_uint8.cpu().numpy()
     img = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))

@@ -10,18 +10,16 @@ import dataclasses
 import numpy as np
 import torch
 
-from ..api import PreparedData, Session
 from ..config import Config
 from ..data.sources import ImageSet
-from ..data.stats import channel_stats
+from ..session import PreparedData, Session
 
 
 def subset_data(ds: ImageSet, train_idx: np.ndarray, held_idx: np.ndarray | None = None) -> PreparedData:
     """A PreparedData whose train split is `train_idx` (stats from it alone) and test split `held_idx`."""
     train_idx = np.asarray(train_idx, dtype=np.int64)
     held = np.asarray(held_idx if held_idx is not None else [], dtype=np.int64)
-    mean, std = channel_stats(ds.images[torch.from_numpy(train_idx)])
-    return PreparedData(ds, {"train": train_idx, "val": np.array([], dtype=np.int64), "test": held}, mean, std)
+    return PreparedData.from_splits(ds, {"train": train_idx, "val": np.array([], dtype=np.int64), "test": held})
 
 
 def fit_subset(cfg: Config, data: PreparedData, session: Session | None = None):

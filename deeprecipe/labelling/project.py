@@ -11,14 +11,18 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import torch
+from sklearn.manifold import TSNE
+from sklearn.model_selection import train_test_split
 
-from ..api import LoadedRun, load_run
 from ..errors import DeepRecipeError
+from ..loaded import LoadedRun, load_run
+from ..pages import esc, page, png_data_uri
+from ..plots import pyplot, save_png
 from ..utils import atomic_write_text
 from .audit import load_audit_data
-from .pages import esc, page, png_data_uri
 
 METHODS = ("tsne", "umap")
 
@@ -59,7 +63,6 @@ def embed_2d(features: np.ndarray, method: str = "tsne", seed: int = 0) -> np.nd
         except ImportError:
             raise DeepRecipeError("--method umap needs the umap-learn package", "pip install umap-learn, or use --method tsne") from None
         return umap.UMAP(n_components=2, random_state=seed).fit_transform(features)
-    from sklearn.manifold import TSNE
     perplexity = float(min(30.0, max(2.0, (len(features) - 1) / 3)))
     return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(features)
 
@@ -83,7 +86,6 @@ def sample_indices(labels: np.ndarray, limit: int | None, seed: int = 0) -> np.n
     n = len(labels)
     if not limit or n <= limit:
         return np.arange(n)
-    from sklearn.model_selection import train_test_split
     idx, _ = train_test_split(np.arange(n), train_size=limit, stratify=labels, random_state=seed)
     return np.sort(idx)
 
@@ -104,13 +106,11 @@ def project(run: str | Path, spec: str, method: str = "tsne", limit: int | None 
 
 # ------------------------------------------------------------------------------------------ outputs
 def _palette(n: int) -> list[str]:
-    import matplotlib
     cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
     return [matplotlib.colors.to_hex(cmap(i % cmap.N)) for i in range(n)]
 
 
 def projection_png(proj: Projection, classes: list[str], path: str | Path, title: str) -> None:
-    from ..plots import pyplot, save_png
     plt = pyplot()
     colors = _palette(len(classes))
     fig, ax = plt.subplots(figsize=(8, 7))

@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..api import PreparedData, Session
+from ..data.loader import TensorLoader
 from ..data.sources import ImageSet, conform, from_arrays, load_source
+from ..session import PreparedData, Session
 from ..utils import note, write_json
+from .consistency import ConsistencyTrainer
 
 
 def load_unlabeled(spec: str, shape) -> tuple[torch.Tensor, np.ndarray | None]:
@@ -61,7 +63,6 @@ def with_pseudo_labels(data: PreparedData, images: torch.Tensor, labels: np.ndar
 
 @torch.no_grad()
 def teacher_probs(trainer, data: PreparedData, images: torch.Tensor) -> np.ndarray:
-    from ..data.loader import TensorLoader
     loader = TensorLoader(images, torch.zeros(len(images), dtype=torch.long), trainer.cfg.train.eval_batch_size,
                           data.mean, data.std, device=trainer.device)
     logits, _ = trainer.predict(loader)
@@ -114,7 +115,6 @@ def _fit_online(session: Session, run_dir: Path | None, images: torch.Tensor, tr
                 show_progress: bool):
     """One trainer whose every step also learns the unlabelled images (labelling/consistency.py); the
     returned row scores the final model's pseudo-labels the way a round's row does."""
-    from .consistency import ConsistencyTrainer
     settings = session.cfg.pseudo
     trainer = session.make_trainer(run_dir, show_progress=show_progress, trainer_cls=ConsistencyTrainer,
                                    unlabeled=images)

@@ -216,3 +216,31 @@ for _name in IMAGENET_CFGS:
     _register_imagenet(_name)
 for _depth in CIFAR_DEPTHS:
     _register_cifar(_depth)
+
+
+# ResNeXt (Xie et al. 2017: grouped 3×3 convolutions, "cardinality") and Wide ResNet (Zagoruyko &
+# Komodakis 2016: wider bottlenecks) are torchvision's own networks, seated in the same stages.
+def _tv_resnet(tv_name: str):
+    from torchvision import models as tvm
+
+    from .tvnet import TorchvisionNet, children, dropout_head, seq
+
+    def build(num_classes, input_size, dropout) -> TorchvisionNet:
+        net = getattr(tvm, tv_name)(weights=None, num_classes=num_classes)
+        stages = OrderedDict(stem=seq(*children(net, "conv1", "bn1", "relu", "maxpool")))
+        stages.update((f"layer{i}", getattr(net, f"layer{i}")) for i in range(1, 5))
+        return TorchvisionNet(net, stages, seq(("avgpool", net.avgpool), ("flatten", nn.Flatten())),
+                              dropout_head(net.fc, dropout or 0.0))
+    return build
+
+
+def _register_tv_resnets() -> None:
+    from .tvnet import register_tv
+    for name, doc in (("resnext50_32x4d", "ResNeXt-50 32×4d: 32 groups of width 4 in each 3×3 conv"),
+                      ("resnext101_32x8d", "ResNeXt-101 32×8d: 32 groups of width 8 in each 3×3 conv"),
+                      ("wide_resnet50_2", "Wide ResNet-50-2: bottlenecks twice as wide as ResNet-50's")):
+        register_tv(name, _tv_resnet(name), ("norm", "activation", "dropout", "init"), {},
+                    f"{doc}; torchvision's network, stages stem, layer1…layer4.")
+
+
+_register_tv_resnets()

@@ -114,10 +114,12 @@ def human(n: float | None) -> str:
 
 
 def format_models(rows: list[ModelRow], in_chans: int, input_size: int) -> str:
-    lines = [f"{'model':<14} {'family':<8} {'params':>10} {'FLOPs/img':>10}   (at {in_chans}×{input_size}×{input_size})"]
+    nw = max([len(r.name) for r in rows] + [14])
+    fw = max([len(r.family) for r in rows] + [8])
+    lines = [f"{'model':<{nw}} {'family':<{fw}} {'params':>10} {'FLOPs/img':>10}   (at {in_chans}×{input_size}×{input_size})"]
     for r in rows:
         note = f"   {r.note}" if r.note else ""
-        lines.append(f"{r.name:<14} {r.family:<8} {human(r.params):>10} {human(r.flops):>10}{note}")
+        lines.append(f"{r.name:<{nw}} {r.family:<{fw}} {human(r.params):>10} {human(r.flops):>10}{note}")
     return "\n".join(lines)
 
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..api import Session
-from ..progress import track
 from ..plots import pyplot, save_png
+from ..progress import track
+from ..session import Session
+from ..train.trainer import NonFiniteLoss
 
 
 @dataclass
@@ -34,27 +35,24 @@ class LRFindResult:
 
 def run_lr_find(session: Session, start_lr: float = 1e-6, end_lr: float = 1.0, steps: int = 100,
                 beta: float = 0.9, diverge: float = 4.0) -> LRFindResult:
-    """One pass of the range test on a fresh model; the configured optimizer, no schedule, augmentation as configured."""
+    """One pass of the range test on a fresh model: the run's own training step (optimizer, precision, memory
+    format, clipping, penalties, augmentation as configured) with the lr raised each step instead of the schedule."""
     trainer = session.make_trainer(None, show_progress=False)
-    model, optimizer = trainer.model, trainer.optimizer
-    model.train()
+    trainer.model.train()
     ratio = (end_lr / start_lr) ** (1.0 / max(1, steps - 1))
+    trainer.lr_at = lambda step: start_lr * ratio ** step
     result = LRFindResult()
     avg, best = 0.0, math.inf
     batches = _cycle(trainer.train_loader)
     for i in track(range(steps), "lr-find"):
         lr = start_lr * ratio ** i
-        for g in optimizer.param_groups:
-            g["lr"] = lr * g.get("lr_scale", 1.0)
         x, y = next(batches)
-        loss = trainer.compute_loss(x, model(x), y)
-        value = float(loss.detach())
-        if not math.isfinite(value):
+        try:
+            trainer.train_step(x, y)
+            value = trainer.read_losses()  # the loss before this step's update, read every step here
+        except NonFiniteLoss:
             result.diverged_at = lr
             break
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
         avg = beta * avg + (1 - beta) * value
         smooth = avg / (1 - beta ** (i + 1))
         result.lrs.append(lr)

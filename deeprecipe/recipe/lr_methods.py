@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..api import Session
+from ..session import Session
 from ..plots import pyplot, save_png
 from ..progress import track
 from ..train.trainer import NonFiniteLoss
@@ -57,19 +57,17 @@ def _batches(loader):
 
 def run_short_runs(session: Session, candidates: list[float] | None = None, iterations: int = 100) -> ShortRunsResult:
     """Train every candidate rate `iterations` steps from the same start; suggest the one whose loss fell most."""
-    cfg = session.cfg.model_copy(deep=True)
-    cfg.schedule.name, cfg.schedule.warmup_epochs = "constant", 0.0  # each candidate at its own rate throughout
-    short = Session.create(cfg, data=session.data)
     result = ShortRunsResult()
     for lr in track(candidates or candidate_lrs(), "short runs"):
-        cfg.optim.lr = lr
-        trainer = short.make_trainer(None, show_progress=False)  # seeded: same initial weights, same batches
+        trainer = session.make_trainer(None, show_progress=False)  # seeded: same initial weights, same batches
+        trainer.lr_at = lambda step, lr=lr: lr  # this candidate's rate throughout, instead of the schedule
+        trainer.model.train()
         batches, losses = _batches(trainer.train_loader), []
         try:
             for _ in range(iterations):
                 x, y = next(batches)
-                loss_sum, _ = trainer.train_step(x, y)
-                losses.append(loss_sum / x.shape[0])
+                trainer.train_step(x, y)
+                losses.append(trainer.read_losses())  # the loss before this step's update
         except NonFiniteLoss:
             losses.append(math.inf)
         result.lrs.append(lr)

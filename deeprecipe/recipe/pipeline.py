@@ -12,12 +12,13 @@ from pathlib import Path
 
 import torch
 
-from ..api import Session, build_model, new_run_dir, train
+from .. import pages
+from ..api import train
 from ..config import Config, build_config
-from ..utils import atomic_write_text, note, read_jsonl, write_json
-from . import html as page
-from ..plots import pyplot, save_png
-from .diagnose import PROBLEMS
+from ..plots import curves_png
+from ..session import Session, build_model, new_run_dir
+from ..train.diagnose import PROBLEMS
+from ..utils import atomic_write_bytes, atomic_write_text, note, read_jsonl, write_json
 from .lr_find import plot_lr_find, run_lr_find
 from .sanity import Check, check_overfit, run_doctor
 from .search import run_search
@@ -39,7 +40,7 @@ class Step:
 
 
 def _checks_html(checks: list[Check]) -> str:
-    return page.table(["check", "result", "measured", "fix"],
+    return pages.table(["check", "result", "measured", "fix"],
                       [[c.name, "pass" if c.passed else ("skip" if c.passed is None else "FAIL"), c.measured, c.fix]
                        for c in checks])
 
@@ -70,7 +71,7 @@ def step_lr_find(session: Session, run_dir: Path) -> tuple[Step, float | None]:
                     ["check the data and model with `deeprecipe doctor`", "set regularize.clip_norm=1"]), None
     lines = [f"suggested lr {result.suggestion:.3g} (loss minimum at {result.min_loss_lr:.3g}"
              + (f", steepest fall at {result.steepest_lr:.3g}" if result.steepest_lr else "") + ")"]
-    return Step(STEP_NAMES[2], "pass", lines, html=page.image_tag(png, "lr range test")), result.suggestion
+    return Step(STEP_NAMES[2], "pass", lines, html=pages.img_tag(png, "lr range test")), result.suggestion
 
 
 def search_config(cfg: Config, suggestion: float) -> Config:
@@ -98,8 +99,8 @@ def step_search(session: Session, suggestion: float, run_dir: Path):
              t.get("diagnosis") or "",
              ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())]
             for t in result.trials]
-    table = page.table(["stage", "#", "state", "val_acc", "diagnosis", "params"], rows)
-    img = page.image_tag(run_dir / "search" / "search.png", "best so far")
+    table = pages.table(["stage", "#", "state", "val_acc", "diagnosis", "params"], rows)
+    img = pages.img_tag(run_dir / "search" / "search.png", "best so far")
     best_coarse = max((t["value"] for t in coarse if t["state"] == "complete"), default=None)
     s4 = Step(STEP_NAMES[3], "pass", [f"{len(coarse)} trials of {cfg.search.epochs} epoch(s), space "
                                      f"{cfg.search.space}; best val_acc {best_coarse}"], html=table + img)
@@ -115,32 +116,19 @@ def step_final(result, refine: list[dict], run_dir: Path) -> tuple[Step, dict]:
              f"final run: {summary['epochs_run']} epochs, schedule {final_cfg.schedule.name}, "
              f"test_acc {summary['test_acc']:.4f} on {summary['evaluated_on']}"]
     atomic_write_text(run_dir / "best.yaml", final_cfg.to_yaml())
-    return Step(STEP_NAMES[4], "pass", lines, html=page.bullet_list(lines)), summary
+    return Step(STEP_NAMES[4], "pass", lines, html=pages.bullet_list(lines)), summary
 
 
 def step_diagnose(run_dir: Path, summary: dict) -> Step:
     """The diagnosis the final run stored in its summary.json (one function for every page that shows one)."""
     history = read_jsonl(run_dir / "final" / "metrics.jsonl")
     diag = summary.get("diagnosis") or {"verdict": "not available", "evidence": [], "advice": []}
-    png = plot_curves(history, run_dir / "curves.png")
-    inner = (f"<p>verdict: <b>{diag['verdict']}</b></p>" + page.bullet_list(diag["evidence"]) + "<p>what to try:</p>"
-             + page.bullet_list(diag["advice"]) + page.image_tag(png, "curves"))
+    png = run_dir / "curves.png"
+    atomic_write_bytes(png, curves_png({"final run": history}))
+    inner = (f"<p>verdict: <b>{diag['verdict']}</b></p>" + pages.bullet_list(diag["evidence"]) + "<p>what to try:</p>"
+             + pages.bullet_list(diag["advice"]) + pages.img_tag(png, "curves"))
     status = "fail" if diag["verdict"] in PROBLEMS and diag["verdict"] != "not converged" else "pass"
     return Step(STEP_NAMES[5], status, [f"verdict {diag['verdict']}"] + diag["evidence"], diag["advice"], inner)
-
-
-def plot_curves(history: list[dict], path: Path) -> Path:
-    plt = pyplot()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
-    epochs = [r["epoch"] for r in history]
-    for key, ax in (("loss", a), ("acc", b)):
-        ax.plot(epochs, [r[f"train_{key}"] for r in history], label=f"train {key}")
-        if all(f"val_{key}" in r for r in history):
-            ax.plot(epochs, [r[f"val_{key}"] for r in history], label=f"val {key}")
-        ax.set_xlabel("epoch")
-        ax.legend()
-    fig.tight_layout()
-    return save_png(fig, path)
 
 
 def run_recipe(cfg: Config, out: str | Path | None = None, show_progress: bool = True) -> dict:
@@ -182,10 +170,11 @@ def render(cfg: Config, steps: list[Step], outcome: dict) -> str:
     intro = (f"data {cfg.data.spec}, model {cfg.model.name}. " +
              (f"Final test accuracy {outcome['test_acc']:.4f}." if outcome["test_acc"] is not None
               else f"Stopped at {outcome['stopped_at']}: fix it and run again."))
-    sections = []
+    body = f"<p>{pages.esc(intro)}</p>"
     for s in steps:
-        inner = s.html or page.bullet_list(s.lines)
+        inner = s.html or pages.bullet_list(s.lines)
         if s.advice and s.status == "fail":
-            inner += "<p>what to change:</p>" + page.bullet_list(s.advice)
-        sections.append((s.name, s.status, inner))
-    return page.render_page("deeprecipe recipe", intro, sections)
+            inner += "<p>what to change:</p>" + pages.bullet_list(s.advice)
+        status = f'<span class="{s.status if s.status in ("pass", "fail") else "skip"}">{pages.esc(s.status)}</span>'
+        body += f"<h2>{pages.esc(s.name)} — {status}</h2>{inner}"
+    return pages.page("deeprecipe recipe", body)

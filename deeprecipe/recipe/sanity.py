@@ -15,12 +15,14 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
+from rich.console import Console
+from rich.table import Table
 from torch import nn
 
-from ..api import Session, build_model
 from ..errors import DeepRecipeError
+from ..session import Session, build_model
 from ..train.losses import classification_loss
-from ..train.optim import build_optimizer
+from ..train.trainer import NonFiniteLoss
 
 ModelFactory = Callable[[], nn.Module]
 
@@ -160,29 +162,43 @@ def check_layers(session: Session, model: nn.Module) -> Check:
 # ------------------------------------------------------------------------------------------ overfit
 def check_overfit(session: Session, model: nn.Module, samples: int = 50, steps: int = 200,
                   target: float = 0.05) -> Check:
-    """Train on `samples` images only (no augmentation) with the configured optimizer and lr: the loss must reach ~0."""
+    """Train on `samples` images only (no augmentation) at the configured lr, with the run's own training step
+    (optimizer, precision, memory format, clipping, penalties): the loss must reach ~0."""
     x, y = _one_batch(session, samples)
+    if session.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     name = f"overfit {len(y)} samples"
     try:
-        optimizer = build_optimizer(model, session.cfg.optim)
+        trainer = session.make_trainer(None, show_progress=False, model=model)
     except DeepRecipeError as err:
         return Check(name, False, err.message, err.fix or "")
-    model.train()
+    trainer.lr_at = lambda step: session.cfg.optim.lr  # constant: the schedule would warm up / anneal
+    target += smoothed_loss_floor(session.cfg.regularize.label_smoothing, len(session.data.classes))
+    trainer.model.train()
     first = loss_value = float("nan")
     for step in range(steps):
-        loss = classification_loss(model(x), y)
-        loss_value = float(loss.detach())
+        try:
+            trainer.train_step(x, y)
+            loss_value = trainer.read_losses()  # the loss before this step's update
+        except NonFiniteLoss as err:
+            loss_value = err.value
         if step == 0:
             first = loss_value
         if not math.isfinite(loss_value) or loss_value < target:
             break
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
     ok = math.isfinite(loss_value) and loss_value < target
     return Check(name, ok, f"loss {first:.3f} → {loss_value:.4f} in {step + 1} steps (target < {target})",
                  "" if ok else "the model cannot memorise a handful of images: check optim.lr is not 0 or tiny, "
                  "that parameters are trainable, and that labels match images; try `deeprecipe lr-find`")
+
+
+def smoothed_loss_floor(smoothing: float, num_classes: int) -> float:
+    """The least cross-entropy a perfect model reaches against label-smoothed targets (their entropy)."""
+    if smoothing <= 0:
+        return 0.0
+    off = smoothing / num_classes
+    on = 1.0 - smoothing + off
+    return -(on * math.log(on) + (num_classes - 1) * off * math.log(off))
 
 
 # ------------------------------------------------------------------------------------------ all together
@@ -216,8 +232,6 @@ def all_passed(checks: list[Check]) -> bool:
 
 
 def print_checks(checks: list[Check]) -> None:
-    from rich.console import Console
-    from rich.table import Table
     table = Table(title="deeprecipe doctor")
     for col in ("check", "result", "measured", "fix"):
         table.add_column(col, overflow="fold")

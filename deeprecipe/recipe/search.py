@@ -16,21 +16,23 @@ folder, or any SQLAlchemy URL; workers that share a URL and study name share the
 """
 from __future__ import annotations
 
+import math
 import random
 import time
-
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import optuna
 import yaml
+from rich.console import Console
+from rich.table import Table
 
-from ..api import Session, diagnose_history
 from ..config import Config, build_config
 from ..errors import DeepRecipeError
-from ..utils import atomic_write_text, note
 from ..plots import pyplot, save_png
+from ..session import Session
+from ..utils import atomic_write_text, note, write_json
 
 KINDS = ("log", "uniform", "int", "choice")
 
@@ -133,7 +135,6 @@ def apply_params(base: Config, values: dict[str, Any]) -> Config:
 
 # ------------------------------------------------------------------------------------------ the study
 def _pruner(name: str, epochs: int):
-    import optuna
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 2))
     if name == "median":
@@ -143,7 +144,6 @@ def _pruner(name: str, epochs: int):
 
 def objective_for(session: Session, params: list[Param], epochs: int, fixed: dict[str, Any] | None = None):
     """An Optuna objective: one short training run, reporting val accuracy after every epoch."""
-    import optuna
 
     def objective(trial) -> float:
         values = {p.key: p.suggest(trial) for p in params}
@@ -164,16 +164,13 @@ def objective_for(session: Session, params: list[Param], epochs: int, fixed: dic
         except DeepRecipeError as err:  # divergence: a bad region of the space, not a crash of the search
             trial.set_user_attr("error", err.message)
             return 0.0
-        diagnosis = diagnose_history(history, trial_session)
-        if diagnosis:
-            trial.set_user_attr("diagnosis", diagnosis["verdict"])
+        trial.set_user_attr("diagnosis", trial_session.diagnose(history)["verdict"])
         return max(r.get("val_acc", 0.0) for r in history)
 
     return objective
 
 
 def open_study(storage: str, name: str, epochs: int, pruner: str):
-    import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     last_error: Exception | None = None
     for attempt in range(6):
@@ -199,7 +196,6 @@ def optimize_shared(study, objective, total: int) -> None:
     numbers trials atomically in the storage, so a trial numbered past the budget is a worker arriving late:
     it is marked pruned at once without training, and the worker stops.
     """
-    import optuna
 
     def guarded(trial):
         if trial.number >= total:
@@ -253,7 +249,6 @@ def run_search(session: Session, run_dir: Path, trials: int | None = None, stora
     best_params = {**best_study.user_attrs.get("fixed", {}), **best.params}
     best_cfg = apply_params(session.cfg, best_params)
     rows = trial_rows(coarse, "coarse") + (trial_rows(best_study, "refine") if best_study is not coarse else [])
-    from ..utils import write_json
     write_json(run_dir / "trials.json", rows)
     atomic_write_text(run_dir / "best.yaml", yaml.safe_dump(best_cfg.to_dict(), sort_keys=False))
     plot_best_so_far(rows, run_dir / "search.png")
@@ -261,7 +256,6 @@ def run_search(session: Session, run_dir: Path, trials: int | None = None, stora
 
 
 def _best_trial(study):
-    import optuna
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
     if not done:
         raise DeepRecipeError(f"study {study.study_name!r} has no completed trial",
@@ -283,8 +277,6 @@ def trial_rows(study, stage: str) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------ output
 def print_trials(rows: list[dict]) -> None:
-    from rich.console import Console
-    from rich.table import Table
     keys = sorted({k for r in rows for k in r["params"]})
     table = Table(title="search trials (value = best val_acc)")
     for col in ["stage", "#", "state", "value", "epochs", "diagnosis", *keys]:

@@ -94,3 +94,16 @@ def resolve_checkpoint(run_or_file: str | Path, which: str = "best.pt") -> Path:
     if p.is_file():
         return p
     raise DeepRecipeError(f"run {p} does not exist", "give a run folder (runs/…) or a checkpoint file")
+
+
+RUN_KEYS = ("config", "classes", "mean", "std", "input_shape", "model")
+
+
+def load_run_checkpoint(run: str | Path, which: str = "best.pt") -> tuple[Path, dict[str, Any]]:
+    """A run's checkpoint (path and contents), checked to hold what rebuilding its model needs."""
+    path = resolve_checkpoint(run, which)
+    ckpt = load_checkpoint(path)
+    for key in RUN_KEYS:
+        if key not in ckpt:
+            raise DeepRecipeError(f"{path} lacks {key!r}", "use a checkpoint written by deeprecipe train")
+    return path, ckpt

@@ -15,31 +15,32 @@ from .trainer import Trainer
 
 
 class DistillTrainer(Trainer):
-    def __init__(self, model, cfg, *args, **kw):
+    """`teacher` is (trained model, its run's meta: classes, mean, std, input_shape), loaded by the session."""
+
+    def __init__(self, model, cfg, *args, teacher: tuple[torch.nn.Module, dict], **kw):
         super().__init__(model, cfg, *args, **kw)
-        from ..api import load_run  # the api imports this module lazily; importing it back at call time is safe
-        teacher = load_run(cfg.distill.teacher, device=str(self.device))
+        teacher_model, t_meta = teacher
         classes = self.meta.get("classes")
-        if classes is not None and list(teacher.classes) != list(classes):
-            raise DeepRecipeError(f"distill.teacher {cfg.distill.teacher} was trained on classes {teacher.classes[:6]}…, "
+        if classes is not None and list(t_meta["classes"]) != list(classes):
+            raise DeepRecipeError(f"distill.teacher {cfg.distill.teacher} was trained on classes {t_meta['classes'][:6]}…, "
                                   f"the student on {list(classes)[:6]}…", "distil from a teacher trained on the same classes")
-        shape = tuple(self.meta.get("input_shape", teacher.input_shape))
-        if tuple(teacher.input_shape) != shape:
-            raise DeepRecipeError(f"distill.teacher takes input {teacher.input_shape}, the student's data is {shape}",
+        shape = tuple(self.meta.get("input_shape", t_meta["input_shape"]))
+        if tuple(t_meta["input_shape"]) != shape:
+            raise DeepRecipeError(f"distill.teacher takes input {tuple(t_meta['input_shape'])}, the student's data is {shape}",
                                   "set data.image_size / data.channels to match the teacher's run")
-        self.teacher = teacher.model.eval()
+        self.teacher = teacher_model.eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
-        self._renorm = self._renormaliser(teacher)
+        self._renorm = self._renormaliser(t_meta["mean"], t_meta["std"])
 
-    def _renormaliser(self, teacher):
+    def _renormaliser(self, t_mean, t_std):
         """(scale, shift) mapping student-normalised x to teacher-normalised x; None when stats agree."""
-        s_mean, s_std = self.meta.get("mean", teacher.mean), self.meta.get("std", teacher.std)
-        if list(s_mean) == list(teacher.mean) and list(s_std) == list(teacher.std):
+        s_mean, s_std = self.meta.get("mean", t_mean), self.meta.get("std", t_std)
+        if list(s_mean) == list(t_mean) and list(s_std) == list(t_std):
             return None
         view = (1, -1, 1, 1)
         s_mean, s_std, t_mean, t_std = (torch.tensor(v, device=self.device).view(view)
-                                        for v in (s_mean, s_std, teacher.mean, teacher.std))
+                                        for v in (s_mean, s_std, t_mean, t_std))
         return s_std / t_std, (s_mean - t_mean) / t_std
 
     @torch.no_grad()

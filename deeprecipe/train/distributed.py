@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..errors import DeepRecipeError
 
@@ -64,16 +65,10 @@ def device_for(ctx: DistContext, device: torch.device) -> torch.device:
 def wrap_model(model: torch.nn.Module, ctx: DistContext, device: torch.device, sync_bn: bool = False) -> torch.nn.Module:
     if not ctx.enabled:
         return model
-    from torch.nn.parallel import DistributedDataParallel as DDP
     if sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index] if device.type == "cuda" else None
     return DDP(model, device_ids=ids)
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain module inside a DDP wrapper (its state dict has no 'module.' prefix)."""
-    return getattr(model, "module", model)
 
 
 def all_reduce_sum(values: list[float], ctx: DistContext, device: torch.device) -> list[float]:
@@ -92,11 +87,6 @@ def broadcast_str(value: str | None, ctx: DistContext) -> str | None:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
-
-
-def barrier(ctx: DistContext) -> None:
-    if ctx.enabled:
-        dist.barrier()
 
 
 def shutdown(ctx: DistContext) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from ..errors import DeepRecipeError
+from ..plots import pyplot, save_png
 
 
 def _warmup(step: int, warmup_steps: int) -> float:
@@ -85,7 +86,6 @@ def schedule_curve(cfg, total_steps: int, steps_per_epoch: int, base_lr: float =
 
 def plot_schedule(cfg, total_steps: int, steps_per_epoch: int, path, base_lr: float = 1.0) -> None:
     """A PNG of the schedule's learning rate against the step, with epoch boundaries marked."""
-    from ..plots import pyplot, save_png
     plt = pyplot()
 
     lrs = schedule_curve(cfg, total_steps, steps_per_epoch, base_lr)

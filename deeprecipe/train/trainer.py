@@ -2,7 +2,12 @@
 
 Hooks are plain callables in `trainer.hooks[name]`, called in order:
   on_fit_start(trainer) · on_epoch_end(trainer, row) · on_fit_end(trainer)
-`trainer.compute_loss(x, logits, y)` is a method so distillation can replace it.
+`trainer.compute_loss(x, logits, y)` is a method so distillation can replace it. `trainer.lr_at`, when
+set, replaces the schedule (step → lr): the LR range test and the overfit check drive `train_step` with
+it, so their steps have the run's precision, memory format, compile, DDP, clipping and penalties.
+
+Loss and accuracy sums stay on the device; they are read (and checked for NaN/inf) once every
+`log.steps_every` steps and at the end of each epoch, not after every step.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
 from ..errors import DeepRecipeError
@@ -102,6 +108,9 @@ class Trainer:
         self._best_weights: dict | None = None    # weights of the best epoch so far (EMA ones when EMA is on)
         self.steps_per_epoch = max(1, len(train_loader))
         self.total_steps = self.steps_per_epoch * cfg.train.epochs
+        self.lr_at: Callable[[int], float] | None = None  # step → lr, replacing the schedule when set
+        self.last_loss: float = math.nan                   # the loss of the last step that was read
+        self._unread: tuple[torch.Tensor, torch.Tensor, float] | None = None  # (loss sum, last loss, lr) since the last read
 
     @property
     def eval_model(self) -> nn.Module:
@@ -112,10 +121,22 @@ class Trainer:
     def compute_loss(self, x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return classification_loss(logits, y, self.cfg.regularize.label_smoothing)
 
+    def auxiliary_loss(self, y: torch.Tensor) -> torch.Tensor | float:
+        """aux_weight × the loss of side classifiers (GoogLeNet, Inception) from the forward just run; 0 without."""
+        model = getattr(self.model, "module", self.model)  # DistributedDataParallel wraps the model
+        outputs = model.aux_outputs() if hasattr(model, "aux_outputs") else []
+        smoothing = self.cfg.regularize.label_smoothing
+        return model.aux_weight * sum(classification_loss(a, y, smoothing) for a in outputs) if outputs else 0.0
+
     def penalties(self) -> torch.Tensor | float:
         return loss_penalty(self.model, self.cfg.regularize.l1, self.cfg.regularize.l2)
 
     def set_lr(self) -> float:
+        if self.lr_at is not None:
+            lr = self.lr_at(self.state.step)
+            for g in self.optimizer.param_groups:
+                g["lr"] = lr * g.get("lr_scale", 1.0)
+            return lr
         f = lr_factor(self.state.step, self.total_steps, self.steps_per_epoch, self.cfg.schedule)
         if self.plateau is not None:
             f *= self.plateau.factor
@@ -128,15 +149,17 @@ class Trainer:
         if self.cfg.regularize.max_norm:
             apply_max_norm(self.model, self.cfg.regularize.max_norm)
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step. Returns the batch's loss sum and correct count as device tensors; nothing
+        is read back to the host except every `log.steps_every` steps (see `read_losses`)."""
         reg = self.cfg.regularize
         lr = self.set_lr()
         with autocast_context(self.device, self.precision):
             logits = self.forward_model(x)
-        loss = self.compute_loss(x, logits, y) + self.penalties()
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise NonFiniteLoss(loss_value, self.state.epoch + 1, self.state.step, lr)
+        loss = self.compute_loss(x, logits, y) + self.auxiliary_loss(y) + self.penalties()
+        detached = loss.detach().float()
+        total = detached if self._unread is None else self._unread[0] + detached
+        self._unread = (total, detached, lr)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:  # fp16: scale the loss, unscale before clipping
             self.scaler.scale(loss).backward()
@@ -153,10 +176,28 @@ class Trainer:
             self.ema.update_parameters(self.model)
         self.state.step += 1
         hard = y if y.ndim == 1 else y.argmax(1)
-        correct = int((logits.argmax(1) == hard).sum())
-        if self.run_dir and self.state.step % self.cfg.log.steps_every == 0:
-            append_jsonl(self.run_dir / "steps.jsonl", {"step": self.state.step, "loss": loss_value, "lr": lr})
-        return loss_value * x.shape[0], correct
+        correct = (logits.argmax(1) == hard).sum()
+        if self.state.step % self.cfg.log.steps_every == 0:
+            self.read_losses(log=True)
+        return detached * x.shape[0], correct
+
+    def read_losses(self, log: bool = False) -> float:
+        """Read the losses of the steps since the last read (one device sync): raise NonFiniteLoss when any
+        was NaN/inf, log the last one to steps.jsonl when `log`; returns the last step's loss."""
+        if self._unread is None:
+            return self.last_loss
+        total, last, lr = self._unread
+        self._unread = None
+        total, self.last_loss = torch.stack([total, last]).tolist()
+        if not math.isfinite(total):
+            raise NonFiniteLoss(total, self.state.epoch + 1, self.state.step, lr)
+        if log and self.run_dir:
+            append_jsonl(self.run_dir / "steps.jsonl", {"step": self.state.step, "loss": self.last_loss, "lr": lr})
+        return self.last_loss
+
+    def extra_summary(self, loader) -> dict[str, Any]:
+        """Numbers a trainer adds to summary.json from the test loader (distillation: the teacher's accuracy)."""
+        return {}
 
     # ----------------------------------------------------------------------------- evaluation
     @torch.no_grad()
@@ -310,21 +351,25 @@ class Trainer:
         self.train_loader.set_epoch(epoch)
         self.model.train()
         t0 = time.perf_counter()
-        total_loss, total_correct, seen = 0.0, 0, 0
+        total_loss = total_correct = torch.zeros((), device=self.device)
+        seen = 0
+        self._unread = None
         bar = _EpochBar(len(self.train_loader), f"epoch {epoch + 1}/{cfg.train.epochs}", self.show_progress)
         try:
             for x, y in self.train_loader:
                 loss_sum, correct = self.train_step(x, y)
-                total_loss += loss_sum
-                total_correct += correct
+                total_loss = total_loss + loss_sum
+                total_correct = total_correct + correct
                 seen += x.shape[0]
-                bar.advance(total_loss / seen)
+                bar.advance(self.last_loss)
                 if self._interrupted:
                     return False  # the epoch is incomplete: resume replays it from its start
+            self.read_losses()  # the steps since the last log interval: a NaN there ends the epoch too
         finally:
             bar.close()
         train_seconds = time.perf_counter() - t0
         # Every rank saw its own shard: the epoch's numbers are sums over ranks.
+        total_loss, total_correct = torch.stack([total_loss.float(), total_correct.float()]).tolist()
         total_loss, total_correct, seen = all_reduce_sum([total_loss, total_correct, seen], self.dist, self.device)
         row = {"epoch": epoch + 1, "train_loss": total_loss / max(1, seen), "train_acc": total_correct / max(1, seen)}
         val = self.evaluate(self.val_loader) if self.val_loader is not None else {}
@@ -403,7 +448,6 @@ class _EpochBar:
     def __init__(self, total: int, description: str, enabled: bool):
         self.progress = None
         if enabled and is_interactive():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(), transient=True)
             self.task = self.progress.add_task(description, total=total, loss=math.nan)

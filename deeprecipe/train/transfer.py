@@ -22,7 +22,10 @@ import torch
 from torch import nn
 
 from ..errors import DeepRecipeError
+from ..models.timm_models import cached_weights
+from ..models.torchvision_compat import convert_torchvision_state_dict, rename_by_table, torchvision_keys
 from ..utils import note
+from .checkpoint import load_checkpoint, resolve_checkpoint
 
 _BATCHNORM = (nn.modules.batchnorm._BatchNorm,)
 
@@ -30,7 +33,6 @@ _BATCHNORM = (nn.modules.batchnorm._BatchNorm,)
 # ------------------------------------------------------------------------------------------ reading weights
 def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     """The tensors in a local weights file (or run folder) and the kind of file it was."""
-    from ..train.checkpoint import load_checkpoint, resolve_checkpoint
     p = Path(path).expanduser()
     if not p.exists():
         raise DeepRecipeError(f"model.pretrained: {p} does not exist",
@@ -67,14 +69,18 @@ def _tensors_only(obj: dict, p: Path) -> dict[str, torch.Tensor]:
 def to_deeprecipe_names(model: nn.Module, state: dict[str, torch.Tensor], model_name: str | None) -> dict[str, torch.Tensor]:
     """Keys already deeprecipe's pass through; otherwise they are torchvision's and get renamed."""
     own = set(model.state_dict())
-    if len(own & set(state)) >= len(own) // 2 or not model_name:
+    if len(own & set(state)) >= len(own) // 2:
         return state
+    if hasattr(model, "timm_name"):  # a timm file: timm's own keys, under the wrapper's `net.`
+        return {k if k.startswith("net.") else f"net.{k}": v for k, v in state.items()}
+    if not model_name:
+        return state
+    table = getattr(model, "torchvision_keys", None)
     try:
-        from .torchvision_compat import convert_torchvision_state_dict
-    except ImportError:
-        raise DeepRecipeError(f"the weights do not use deeprecipe's layer names for {model_name!r}",
-                              "this version has no torchvision weight converter; give a deeprecipe checkpoint") from None
-    try:
+        if table is not None:  # built from torchvision's code: the model knows every key
+            # the full layout too, so side heads in the file (GoogLeNet's aux1/aux2) are known, then unused
+            full = torchvision_keys(model_name) or {} if model_name else {}
+            return rename_by_table({**full, **table}, model_name, state)
         return convert_torchvision_state_dict(model_name, state)
     except (KeyError, ValueError) as err:
         raise DeepRecipeError(f"the weights are neither deeprecipe's nor torchvision's {model_name} ({err})",
@@ -93,6 +99,11 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
 
 
+def fresh_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """Prefixes of the layers that classify: the head and any auxiliary heads (GoogLeNet, Inception)."""
+    return (head_prefix(model), *getattr(model, "aux_prefixes", []))
+
+
 def head_prefix(model: nn.Module) -> str:
     """State-dict prefix of the final linear layer (`classifier.` or `classifier.1.`)."""
     if not hasattr(model, "last_linear"):
@@ -106,10 +117,15 @@ def load_pretrained(model: nn.Module, path: str | Path, model_name: str | None =
                     verbose: bool = True) -> LoadReport:
     """Copy matching weights from `path` into `model`. The head stays freshly initialised when `new_head`
     (a new task) or when the class count differs."""
+    if str(path) == "hf-cache":
+        if not hasattr(model, "timm_name"):
+            raise DeepRecipeError("model.pretrained=hf-cache is for timm models (model.name=timm:NAME)",
+                                  "give a weights file on disk for this model")
+        path = cached_weights(model)
     state, kind = read_state_dict(path)
     state = to_deeprecipe_names(model, state, model_name or getattr(model, "name", None))
     own = model.state_dict()
-    head = head_prefix(model)
+    head = fresh_prefixes(model)
     report = LoadReport(str(path), kind)
     usable = {}
     for key, want in own.items():
@@ -173,11 +189,17 @@ def stage_lr_scale(model: nn.Module, factor: float) -> dict[str, float]:
         return {}
     names = {id(m): n for n, m in model.named_modules()}
     stages = trainable_stages(model)
-    return {names[id(m)] + ".": factor ** (len(stages) - i) for i, (_, m) in enumerate(stages)}
+    return {prefix: factor ** (len(stages) - i) for i, (_, m) in enumerate(stages)
+            for prefix in _stage_prefixes(names, m)}
 
 
 def _freeze_bn_hook(module: nn.Module, args) -> None:
     module.train(False)  # runs after model.train(): frozen statistics stay frozen
+
+
+def _stage_prefixes(names: dict[int, str], module) -> list[str]:
+    """Parameter-name prefixes of one stage: its module's path, or a timm stage's parameter names."""
+    return list(module.prefixes) if hasattr(module, "prefixes") else [names[id(module)] + "."]
 
 
 class StageFreezer:
@@ -264,26 +286,3 @@ def extract_features(model: nn.Module, stage: str, batches) -> torch.Tensor:
     finally:
         handle.remove()
     return torch.cat(captured) if captured else torch.empty(0, 0)
-
-
-def features_to_npz(run: str | Path, stage: str, data: str, out: str | Path, batch_size: int = 256) -> dict:
-    """Embed every image of a data spec with a trained run's stage; write features, labels, classes to npz."""
-    import io
-
-    import numpy as np
-
-    from ..api import load_run
-    from ..data.sources import load_source
-    from ..progress import track
-    from ..utils import atomic_write_bytes
-    loaded = load_run(run)
-    ds = load_source(data)
-    starts = range(0, len(ds), batch_size)
-    batches = (loaded.normalize(ds.images[i:i + batch_size]) for i in track(starts, f"features {stage}", len(starts)))
-    feats = extract_features(loaded.model, stage, batches)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, features=feats.numpy().astype(np.float32), labels=ds.labels.numpy(),
-                        classes=np.array(ds.classes, dtype=str))
-    atomic_write_bytes(out, buf.getvalue())
-    return {"out": str(out), "n": int(feats.shape[0]), "dim": int(feats.shape[1]) if feats.ndim == 2 else 0,
-            "stage": stage, "data": data}
