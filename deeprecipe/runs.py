@@ -64,7 +64,13 @@ def unfinished_advice(rows: list[dict[str, Any]]) -> list[str]:
         path = r["path"]
         if r["status"] == "finished":
             continue
-        if _resumable(Path(path)):
+        if _is_protocol(Path(path).parent):  # a fold of a k-fold/repeated run: the whole run resumes
+            path = str(Path(path).parent)
+            lines.append(f"{r['name']}: unfinished fold of {path}; continue it with `deeprecipe train --resume {path}`")
+        elif _is_protocol(Path(path)):
+            lines.append(f"{r['name']}: unfinished k-fold/repeated run; continue it with "
+                         f"`deeprecipe train --resume {path}`, or remove it: rm -r {path}")
+        elif (Path(path) / "checkpoints" / "last.pt").is_file():
             lines.append(f"{r['name']}: unfinished after {r['epochs']} epoch(s); continue it with "
                          f"`deeprecipe train --resume {path}`, or remove it: rm -r {path}")
         else:  # no last.pt to resume from: the same config, in the same folder, starts it again
@@ -73,11 +79,11 @@ def unfinished_advice(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _resumable(run_dir: Path) -> bool:
-    """--resume needs checkpoints/last.pt, except for k-fold/repeated runs, which resume fold by fold."""
-    data = _read_config(run_dir).get("data") or {}
-    protocol = max(data.get("folds") or 0, data.get("repeats") or 0) >= 2
-    return protocol or (run_dir / "checkpoints" / "last.pt").is_file()
+def _is_protocol(run_dir: Path) -> bool:
+    """A k-fold or repeated-split run: its sub-runs are folds, and --resume carries on fold by fold."""
+    cfg = _read_config(run_dir)
+    data = cfg.get("data") if isinstance(cfg, dict) else None
+    return isinstance(data, dict) and max(data.get("folds") or 0, data.get("repeats") or 0) >= 2
 
 
 def find_runs(folder: str | Path = "runs") -> list[Path]:

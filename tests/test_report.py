@@ -176,6 +176,18 @@ def test_runs_shows_a_run_stopped_before_its_first_epoch_and_how_to_restart_it(t
     assert f"`deeprecipe train --resume {run}`" in hint and "after 1 epoch" in hint
 
 
+def test_an_unfinished_k_fold_run_is_resumed_as_a_whole(tmp_path):
+    from deeprecipe.config import resolve_config
+    from deeprecipe.runs import list_runs, unfinished_advice
+    run = tmp_path / "kfold"
+    (run / "fold1").mkdir(parents=True)  # stopped in its first fold's second epoch
+    for folder in (run, run / "fold1"):
+        (folder / "config.yaml").write_text(resolve_config(None, ["data.folds=3"]).to_yaml())
+    (run / "fold1" / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "val_acc": 0.5}) + "\n")
+    advice = unfinished_advice(list_runs(tmp_path))
+    assert len(advice) == 2 and all(f"`deeprecipe train --resume {run}`" in line for line in advice), advice
+
+
 def test_compare_overlays_curves_and_lists_differences(three_runs, tmp_path, capsys):
     from deeprecipe.runs import compare_runs
     result = compare_runs(three_runs, out=tmp_path / "cmp.png")
