@@ -38,6 +38,7 @@ CANDIDATES: dict[str, list[str]] = {
     "w24-e10-b128": ["model.widths=[24,48,96]", "train.epochs=10", "train.batch_size=128", "optim.lr=0.006"],
     "w16-e12": ["model.widths=[16,32,64]", "train.epochs=12"],
     "w16-e12-ls": ["model.widths=[16,32,64]", "train.epochs=12", "regularize.label_smoothing=0.1"],
+    "w16-e15": ["model.widths=[16,32,64]", "train.epochs=15"],
     "w24-e8-lr3e-3-ls": ["model.widths=[24,48,96]", "train.epochs=8", "optim.lr=0.003",
                          "regularize.label_smoothing=0.1"],
 }

@@ -26,7 +26,6 @@ from .labelling.pseudo import fit_with_pseudo_labels
 from .loaded import LoadedRun, load_run
 from .session import PreparedData, Session, count_params, load_dataset, new_run_dir, prepare_data
 from .train.checkpoint import load_checkpoint, resolve_checkpoint
-from .train.diagnose import diagnose
 from .train.distributed import broadcast_str, shutdown
 from .train.metrics import classification_summary, topk_correct
 from .train.trainer import Trainer
@@ -186,7 +185,7 @@ def finish_run(trainer: Trainer, session: Session, run_dir: Path, train_seconds:
         summary["test_top5"] = topk_correct(logits, labels, 5) / max(1, labels.numel())
     summary.update(classification_summary(probs, labels.numpy(), session.data.classes))
     summary.update(trainer.extra_summary(loader))  # e.g. distillation: the teacher's accuracy on the same split
-    summary["diagnosis"] = diagnose(history)
+    summary["diagnosis"] = session.diagnose(history)
     write_json(run_dir / "summary.json", summary)
     np.savez_compressed(run_dir / "test_predictions.npz", probs=probs.astype(np.float32), labels=labels.numpy(),
                         indices=session.data.splits[part])

@@ -261,6 +261,10 @@ def _setup_lr_find(p):
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--start-lr", type=float, default=1e-6)
     p.add_argument("--end-lr", type=float, default=1.0)
+    p.add_argument("--method", choices=["range", "short-runs"], default="range",
+                   help="range: one range test (--steps); short-runs: rates 1e-1…1e-5 each trained --iterations "
+                        "steps from the same start, the one whose loss falls most")
+    p.add_argument("--iterations", type=int, default=100, help="steps per candidate rate (short-runs)")
 
 
 @command("lr-find", "learning-rate range test: suggestion and plot", _setup_lr_find)
@@ -269,10 +273,21 @@ def cmd_lr_find(args) -> int:
     from .session import Session
     from .recipe.lr_find import plot_lr_find, run_lr_find
     from .utils import note, write_json
-    if not 0 < args.start_lr < args.end_lr or args.steps < 10:
-        raise DeepRecipeError("lr-find needs 0 < --start-lr < --end-lr and --steps ≥ 10", "e.g. --start-lr 1e-6 --end-lr 1")
+    if not 0 < args.start_lr < args.end_lr or args.steps < 10 or args.iterations < 10:
+        raise DeepRecipeError("lr-find needs 0 < --start-lr < --end-lr, --steps ≥ 10 and --iterations ≥ 10",
+                              "e.g. --start-lr 1e-6 --end-lr 1")
     cfg = config_from_args(args)
     out = Path(args.out or "runs/lr-find")
+    if args.method == "short-runs":
+        from .recipe.lr_methods import plot_short_runs, run_short_runs
+        runs = run_short_runs(Session.create(cfg), iterations=args.iterations)
+        png = plot_short_runs(runs, out / "lr_find.png")
+        write_json(out / "lr_find.json", runs.to_dict())
+        if runs.suggestion is None:
+            note(f"no suggestion: every candidate rate diverged; plot {png}")
+            return 1
+        print(json.dumps({"suggested_lr": runs.suggestion, "method": "short-runs", "plot": str(png)}))
+        return 0
     result = run_lr_find(Session.create(cfg), args.start_lr, args.end_lr, args.steps)
     png = plot_lr_find(result, out / "lr_find.png")
     write_json(out / "lr_find.json", result.to_dict())

@@ -177,6 +177,10 @@ def section_diagnosis(run: RunFiles) -> str:
     if not diag:
         return "<p>No diagnosis for this run (the diagnosis module was not available when it was trained).</p>"
     parts = [f'<p class="verdict">{esc(str(diag.get("verdict", "")))}</p>']
+    ctx = diag.get("context") or {}
+    if ctx.get("val_images") is not None:
+        parts.append(f"<p>Judged with {ctx.get('num_classes')} classes, {ctx['val_images']} validation images "
+                     f"(accuracies carry 95% Wilson intervals), schedule {esc(str(ctx.get('schedule')))}.</p>")
     for key in ("evidence", "advice"):
         items = diag.get(key) or []
         if isinstance(items, str):

@@ -28,6 +28,7 @@ from .models import create_model
 from .runtime import check_compile_toolchain, pick_channels_last, pick_device, pick_precision, seed_everything, set_threads
 from .tblog import attach_tensorboard
 from .train.checkpoint import load_run_checkpoint
+from .train.diagnose import diagnose
 from .train.distill import DistillTrainer
 from .train.distributed import SINGLE, DistContext, device_for, init_distributed
 from .train.trainer import Trainer
@@ -193,6 +194,13 @@ class Session:
             precision = "fp32"
         return cls(cfg, data, device, precision, pick_channels_last(cfg.train.channels_last, is_conv_model(probe)), dist,
                    count_params(probe), threads)
+
+    def diagnose(self, history: list[dict]) -> dict:
+        """The curve diagnosis of a run made in this session: the one call behind summary.json (hence report.html
+        and recipe.html) and the search's trials, always told the class count, the number of validation images
+        behind each val_acc, and the schedule."""
+        return diagnose(history, num_classes=len(self.data.classes), val_images=self.data.sizes()["val"],
+                        schedule=self.cfg.schedule.name)
 
     def make_trainer(self, run_dir: Path | None, show_progress: bool = True, model: torch.nn.Module | None = None,
                      trainer_cls=Trainer, **kw) -> Trainer:

@@ -17,18 +17,20 @@ from deeprecipe.session import Session, build_model
 from deeprecipe.cli import main
 from deeprecipe.config import resolve_config
 from deeprecipe.errors import DeepRecipeError
-from deeprecipe.train.diagnose import diagnose
 from deeprecipe.recipe.lr_find import run_lr_find, suggest_lr
 from deeprecipe.recipe.pipeline import run_recipe
 from deeprecipe.recipe.sanity import check_overfit, run_doctor
 from deeprecipe.recipe.search import parse_space, run_search
+from deeprecipe.train.diagnose import diagnose
 
 SMALL_NET = ["model.widths=[16,32]", "model.convs=1", "train.batch_size=64"]
 
 
-def _history(overrides: list[str]) -> list[dict]:
-    trainer = Session.create(resolve_config(None, overrides)).make_trainer(None, show_progress=False)
-    return trainer.fit().history
+def _diagnosis(overrides: list[str]) -> tuple[list[dict], dict]:
+    """A really trained run's history and its diagnosis, made by the call training makes (class count, val size)."""
+    session = Session.create(resolve_config(None, overrides))
+    history = session.make_trainer(None, show_progress=False).fit().history
+    return history, session.diagnose(history)
 
 
 def _failed(checks) -> set[str]:
@@ -43,27 +45,25 @@ def tiny_npz(mnist_npz):
 
 
 def test_diagnose_overfitting_on_a_big_model_and_200_samples(tiny_npz):
-    history = _history([f"data.spec={tiny_npz}", "data.val_fraction=0.2", "data.test_fraction=0.1", "data.augment=[]",
-                        "model.name=mlp", "model.width=512", "optim.weight_decay=0", "optim.lr=1e-3",
-                        "schedule.name=constant", "train.epochs=12"])
+    history, result = _diagnosis([f"data.spec={tiny_npz}", "data.val_fraction=0.2", "data.test_fraction=0.1",
+                                  "data.augment=[]", "model.name=mlp", "model.width=512", "optim.weight_decay=0",
+                                  "optim.lr=1e-3", "schedule.name=constant", "train.epochs=12"])
     assert history[-1]["train_acc"] > 0.97
-    result = diagnose(history)
+    assert result["context"]["val_images"] == 60
     assert result["verdict"] == "overfitting", result
     assert any("gap" in e for e in result["evidence"])
     assert any("regularize.label_smoothing" in a for a in result["advice"])
 
 
 def test_diagnose_underfitting_on_a_tiny_model(mnist_small_npz):
-    history = _history([f"data.spec={mnist_small_npz}", "model.widths=[2]", "model.convs=1", "train.epochs=3"])
-    result = diagnose(history, num_classes=10)
+    _, result = _diagnosis([f"data.spec={mnist_small_npz}", "model.widths=[2]", "model.convs=1", "train.epochs=3"])
     assert result["verdict"] == "underfitting", result
     assert any("model" in a for a in result["advice"])
 
 
 def test_diagnose_unstable_on_a_far_too_high_lr(mnist_small_npz):
-    history = _history([f"data.spec={mnist_small_npz}", *SMALL_NET, "train.epochs=3", "optim.lr=3",
-                        "schedule.name=constant"])
-    result = diagnose(history, num_classes=10)
+    _, result = _diagnosis([f"data.spec={mnist_small_npz}", *SMALL_NET, "train.epochs=3", "optim.lr=3",
+                            "schedule.name=constant"])
     assert result["verdict"] == "unstable", result
     assert any("optim.lr lower" in a for a in result["advice"])
 
@@ -75,10 +75,16 @@ def test_diagnose_is_stored_in_the_summary(tmp_path, mnist_small_npz):
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(history) == 2
-    # The stored diagnosis is the one the run's full metrics give, numbers and all.
-    assert saved["diagnosis"] == diagnose(history, num_classes=10)
+    # The stored diagnosis is the one the run's full metrics give, numbers and all, judged with the class
+    # count, the validation images behind val_acc and the schedule, all recorded.
+    assert saved["diagnosis"] == diagnose(history, num_classes=10, val_images=saved["sizes"]["val"],
+                                          schedule="onecycle")
     assert saved["diagnosis"]["verdict"] == "underfitting"
-    assert f"train_acc {history[-1]['train_acc']:.4f}" in saved["diagnosis"]["evidence"][0]
+    assert saved["diagnosis"]["advice"]
+    assert saved["diagnosis"]["context"] == {"num_classes": 10, "val_images": saved["sizes"]["val"],
+                                             "schedule": "onecycle"}
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert f'class="verdict">{saved["diagnosis"]["verdict"]}<' in report
 
 
 # ------------------------------------------------------------------------------------------ doctor
@@ -209,6 +215,8 @@ def test_search_coarse_then_refine_shares_a_study(tmp_path, mnist_small_npz):
     best = resolve_config(str(tmp_path / "s" / "best.yaml"))
     assert best.optim.lr == pytest.approx(result.best_params["optim.lr"])
     assert (tmp_path / "s" / "search.png").stat().st_size > 1000
+    trials = json.loads((tmp_path / "s" / "trials.json").read_text())
+    assert all(t["diagnosis"] for t in trials if t["state"] == "complete"), trials
     # A second worker on the same storage and study name continues the same study up to its trial budget
     # (--trials is the study's total, shared by all its workers).
     storage = f"sqlite:///{(tmp_path / 's' / 'search.db').resolve()}"
@@ -236,6 +244,8 @@ def test_recipe_reduced_runs_all_six_steps(tmp_path, mnist_small_npz):
     assert html.count("data:image/png;base64,") == 3
     outcome = json.loads((out / "recipe.json").read_text())
     assert outcome["test_acc"] is not None and (out / "best.yaml").is_file()
+    final = json.loads((out / "final" / "summary.json").read_text())["diagnosis"]
+    assert outcome["steps"][5]["lines"][0] == f"verdict {final['verdict']}"  # the one diagnosis, not a second one
 
 
 def test_recipe_stops_early_with_advice(tmp_path, mnist_small_npz):
@@ -258,6 +268,22 @@ def test_recipe_matches_or_beats_default_train(tmp_path):
     assert outcome["test_acc"] >= default["test_acc"] - 0.003, (outcome["test_acc"], default["test_acc"])
     assert len(_sections((tmp_path / "recipe" / "recipe.html").read_text())) == 6
     assert yaml.safe_load((tmp_path / "recipe" / "best.yaml").read_text())["optim"]["lr"] > 0
+
+
+def test_short_runs_pick_the_rate_whose_loss_falls_most(tmp_path, mnist_small_npz, capsys):
+    from deeprecipe.recipe.lr_methods import candidate_lrs, loss_fall, run_short_runs
+    assert candidate_lrs() == pytest.approx([10 ** (-1 - i / 2) for i in range(9)])
+    assert loss_fall([2.0] * 10 + [1.0] * 10) == pytest.approx(0.5) and loss_fall([1.0] * 19 + [math.nan]) == -math.inf
+    session = Session.create(resolve_config(None, [f"data.spec={mnist_small_npz}", *SMALL_NET, "optim.name=sgd"]))
+    result = run_short_runs(session, candidates=[1e-1, 1e-3, 1e-5, 30.0], iterations=30)
+    assert result.lrs == [1e-1, 1e-3, 1e-5, 30.0]
+    # From the same start, plain SGD at 1e-5 barely moves and 30 blows up; 0.1 falls most.
+    assert result.falls[0] > result.falls[1] > result.falls[2] > result.falls[3]
+    assert result.suggestion == 1e-1
+    code = main(["lr-find", "--data", mnist_small_npz, "--method", "short-runs", "--iterations", "10",
+                 "--out", str(tmp_path / "lr"), *sum((["--set", o] for o in SMALL_NET), [])])
+    assert code == 0 and json.loads(capsys.readouterr().out)["method"] == "short-runs"
+    assert (tmp_path / "lr" / "lr_find.png").is_file()
 
 
 def test_lr_find_and_the_doctor_step_like_a_training_run(mnist_small_npz):

@@ -17,7 +17,7 @@ from ..api import train
 from ..config import Config, build_config
 from ..plots import curves_png
 from ..session import Session, build_model, new_run_dir
-from ..train.diagnose import diagnose
+from ..train.diagnose import PROBLEMS
 from ..utils import atomic_write_bytes, atomic_write_text, note, read_jsonl, write_json
 from .lr_find import plot_lr_find, run_lr_find
 from .sanity import Check, check_overfit, run_doctor
@@ -96,9 +96,10 @@ def step_search(session: Session, suggestion: float, run_dir: Path):
     coarse = [t for t in result.trials if t["stage"] == "coarse"]
     refine = [t for t in result.trials if t["stage"] == "refine"]
     rows = [[t["stage"], t["number"], t["state"], "" if t["value"] is None else f"{t['value']:.4f}",
+             t.get("diagnosis") or "",
              ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())]
             for t in result.trials]
-    table = pages.table(["stage", "#", "state", "val_acc", "params"], rows)
+    table = pages.table(["stage", "#", "state", "val_acc", "diagnosis", "params"], rows)
     img = pages.img_tag(run_dir / "search" / "search.png", "best so far")
     best_coarse = max((t["value"] for t in coarse if t["state"] == "complete"), default=None)
     s4 = Step(STEP_NAMES[3], "pass", [f"{len(coarse)} trials of {cfg.search.epochs} epoch(s), space "
@@ -118,14 +119,15 @@ def step_final(result, refine: list[dict], run_dir: Path) -> tuple[Step, dict]:
     return Step(STEP_NAMES[4], "pass", lines, html=pages.bullet_list(lines)), summary
 
 
-def step_diagnose(run_dir: Path, num_classes: int) -> Step:
+def step_diagnose(run_dir: Path, summary: dict) -> Step:
+    """The diagnosis the final run stored in its summary.json (one function for every page that shows one)."""
     history = read_jsonl(run_dir / "final" / "metrics.jsonl")
-    diag = diagnose(history, num_classes)
+    diag = summary.get("diagnosis") or {"verdict": "not available", "evidence": [], "advice": []}
     png = run_dir / "curves.png"
     atomic_write_bytes(png, curves_png({"final run": history}))
     inner = (f"<p>verdict: <b>{diag['verdict']}</b></p>" + pages.bullet_list(diag["evidence"]) + "<p>what to try:</p>"
              + pages.bullet_list(diag["advice"]) + pages.img_tag(png, "curves"))
-    status = "pass" if diag["verdict"] in ("healthy", "not converged") else "fail"
+    status = "fail" if diag["verdict"] in PROBLEMS and diag["verdict"] != "not converged" else "pass"
     return Step(STEP_NAMES[5], status, [f"verdict {diag['verdict']}"] + diag["evidence"], diag["advice"], inner)
 
 
@@ -154,7 +156,7 @@ def run_recipe(cfg: Config, out: str | Path | None = None, show_progress: bool =
         s5, summary = step_final(result, refine, run_dir)
         done(s5)
         outcome["test_acc"] = summary["test_acc"]
-        done(step_diagnose(run_dir, len(session.data.classes)))
+        done(step_diagnose(run_dir, summary))
     else:
         outcome["stopped_at"] = steps[-1].name
     steps += [Step(n, "skipped", ["not run: an earlier step failed"]) for n in STEP_NAMES[len(steps):]]

@@ -164,6 +164,7 @@ def objective_for(session: Session, params: list[Param], epochs: int, fixed: dic
         except DeepRecipeError as err:  # divergence: a bad region of the space, not a crash of the search
             trial.set_user_attr("error", err.message)
             return 0.0
+        trial.set_user_attr("diagnosis", trial_session.diagnose(history)["verdict"])
         return max(r.get("val_acc", 0.0) for r in history)
 
     return objective
@@ -270,7 +271,7 @@ def trial_rows(study, stage: str) -> list[dict]:
         value = t.value if t.value is not None else (max(t.intermediate_values.values()) if t.intermediate_values else None)
         rows.append({"stage": stage, "number": t.number, "state": t.state.name.lower(), "value": value,
                      "epochs": len(t.intermediate_values), "params": dict(t.params),
-                     "error": t.user_attrs.get("error")})
+                     "error": t.user_attrs.get("error"), "diagnosis": t.user_attrs.get("diagnosis")})
     return rows
 
 
@@ -278,14 +279,14 @@ def trial_rows(study, stage: str) -> list[dict]:
 def print_trials(rows: list[dict]) -> None:
     keys = sorted({k for r in rows for k in r["params"]})
     table = Table(title="search trials (value = best val_acc)")
-    for col in ["stage", "#", "state", "value", "epochs", *keys]:
+    for col in ["stage", "#", "state", "value", "epochs", "diagnosis", *keys]:
         table.add_column(col)
     best = max((r["value"] for r in rows if r["state"] == "complete" and r["value"] is not None), default=None)
     for r in rows:
         value = "" if r["value"] is None else f"{r['value']:.4f}"
         if best is not None and r["value"] == best and r["state"] == "complete":
             value = f"[bold green]{value}[/]"
-        table.add_row(r["stage"], str(r["number"]), r["state"], value, str(r["epochs"]),
+        table.add_row(r["stage"], str(r["number"]), r["state"], value, str(r["epochs"]), r.get("diagnosis") or "",
                       *[_fmt(r["params"].get(k)) for k in keys])
     Console().print(table)
 

@@ -1,23 +1,40 @@
-"""Read train/val curves the way a practitioner does: overfitting, underfitting, instability, or fine.
+"""Read train/val curves the way a practitioner does, knowing how many images stand behind each number.
 
-`diagnose(history)` takes metrics.jsonl rows (epoch, train_loss, train_acc, val_loss, val_acc, lr) and
-returns {"verdict", "evidence", "advice"}: a verdict, the numbers from the curves that support it, and
-concrete config changes to try. The checks run in order of urgency: a run that blows up is unstable
-before it is anything else; a run that cannot fit its training data is underfitting before its
-train/val gap matters.
+`diagnose(history, num_classes, val_images, schedule)` takes metrics.jsonl rows (epoch, train_loss, train_acc,
+val_loss, val_acc, lr) and returns {"verdict", "evidence", "advice", "context"}: a verdict, the numbers from
+the curves that support it (with the interval they were judged by), and config changes to try.
+
+What makes a change in a curve mean something:
+- validation accuracy is a proportion of `val_images` images, so it is judged by its Wilson 95 % interval:
+  3 images of 20 moving is noise, 150 of 1,000 is not;
+- a loss change must pass a relative and an absolute floor (0.067 → 0.094 is +40 % and means nothing);
+- a setback the run recovered from is not instability, above all in the high-rate phase of a schedule
+  (one-cycle's peak, a warm restart) where some turbulence is the point;
+- with too few validation images to tell a good model from a bad one, the verdict says so instead of
+  guessing, and what to do about it.
+
+The checks run in order of urgency: a run that blows up is unstable before it is anything else; a run that
+cannot fit its training data is underfitting before its train/val gap matters. The thresholds were chosen
+on the tuning part of a corpus of runs with known causes and checked on a held-back part
+(tests/data/diagnosis_corpus, benchmarks/diagnosis_corpus.py, docs/recipe.md).
 """
 from __future__ import annotations
 
 import math
 
-# Thresholds, named so the rules below read as sentences.
-GAP_ACC = 0.04            # train_acc - val_acc beyond this is a generalisation gap
-VAL_RISE = 0.15           # val_loss this far (relative) above its minimum, late in the run, is overfitting
-LOSS_RATIO = 1.8          # val_loss / train_loss beyond this with a gap is overfitting
-UNDERFIT_ACC = 0.90       # train accuracy below this means the model does not fit its own data
-JUMP = 0.30               # a rise of 30 % in train loss between epochs is a spike
-ACC_DROP = 0.10           # a drop of 10 points of val accuracy between epochs is a spike
-STILL_FALLING = 0.03      # relative val_loss fall in the last epoch that means "train longer"
+Z = 1.96                  # 95 % intervals
+WIDE_INTERVAL = 0.20      # a val-accuracy interval wider than this cannot tell 80 % from 100 %
+JUMP_REL = 0.30           # a train-loss rise of 30 % between epochs ...
+JUMP_ABS = 0.05           # ... and of 5 % of ln(C) (an untrained model's loss) is a spike
+SEVERE = 0.25            # a spike of a quarter of ln(C) is instability even when the run recovers
+HIGH_PHASE = 0.5          # epochs whose lr is at least half the run's peak are its high-rate phase
+UNDERFIT_SKILL = 0.60     # best accuracy, as a fraction of the way from chance to 100 %, below this underfits
+UNDERFIT_LOSS = 0.40      # a final train loss above this fraction of ln(C) is a model far from fitting
+NOISY_SKILL = 0.80        # overfitting that began while train accuracy was below this skill may be wrong labels
+GAP_MIN = 0.02            # train accuracy this far above the val interval's upper end is a generalisation gap
+VAL_RISE = 0.10           # val_loss this far above its minimum (relative, and JUMP_ABS absolute) has turned
+LOSS_RATIO = 1.8          # val_loss / train_loss beyond this, with a gap, is overfitting
+STILL_FALLING = 0.03      # relative val/train loss fall in the last epoch that means "train longer"
 BLOWUP_LOSS = 7.0         # 1.5 × ln(100): above what an untrained model of up to 100 classes scores
 
 ADVICE = {
@@ -34,92 +51,249 @@ ADVICE = {
                      "set optim.lr higher if the loss falls slowly (run `deeprecipe lr-find`)",
                      "raise train.epochs",
                      "lower regularisation: optim.weight_decay, model.dropout, regularize.label_smoothing"],
-    "not converged": ["raise train.epochs (the validation loss was still falling)",
-                      "set optim.lr higher if each epoch gains little"],
+    "not converged": ["raise train.epochs (the loss was still falling)",
+                      "set optim.lr higher if each epoch gains little (run `deeprecipe lr-find`)"],
+    "too little validation data": ["raise data.val_fraction (e.g. to 0.2) so the validation set can tell models apart",
+                                   "or use k-fold cross-validation: data.folds=5 (every image is validated once)"],
     "healthy": ["keep this config; for a last gain try a longer run (train.epochs) with schedule.name=cosine"],
 }
+AUDIT = "if some labels may be wrong, rank the suspects with `deeprecipe audit` and fix or drop the worst"
+PROBLEMS = ("unstable", "overfitting", "underfitting", "not converged")  # verdicts that ask for a change
 
 
-def _finite(values: list[float | None]) -> list[float]:
+def wilson(p: float, n: int, z: float = Z) -> tuple[float, float]:
+    """Wilson score interval of a proportion p observed on n trials (sound at p = 0 or 1 and small n)."""
+    if n <= 0:
+        return 0.0, 1.0
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _fmt_interval(p: float, n: int) -> str:
+    lo, hi = wilson(p, n)
+    return f"{p:.3f} on {n} images (95% interval {lo:.3f}–{hi:.3f})"
+
+
+def _finite(values) -> list[float]:
     return [v for v in values if v is not None and math.isfinite(v)]
 
 
-def _column(history: list[dict], key: str) -> list[float | None]:
+def _column(history: list[dict], key: str) -> list:
     return [row.get(key) for row in history]
 
 
-def _result(verdict: str, evidence: list[str], extra: list[str] | None = None) -> dict:
-    return {"verdict": verdict, "evidence": evidence, "advice": (extra or []) + ADVICE[verdict]}
+def _skill(acc: float, num_classes: int | None) -> float:
+    """Accuracy as the fraction of the way from chance (1/C) to 100 %."""
+    chance = 1.0 / num_classes if num_classes and num_classes > 1 else 0.0
+    return (acc - chance) / (1.0 - chance)
 
 
-def _instability(history: list[dict], num_classes: int | None) -> list[str]:
-    """Evidence of instability: non-finite values, train-loss spikes, val-accuracy crashes, no progress."""
-    evidence = []
-    train = _column(history, "train_loss")
-    if any(v is None or not math.isfinite(v) for v in train):
-        evidence.append("train_loss became NaN/inf")
-        return evidence
-    for a, b, row in zip(train, train[1:], history[1:]):
-        if b > a * (1 + JUMP):
-            evidence.append(f"train_loss jumped {a:.3f} → {b:.3f} at epoch {row['epoch']}")
-            break
-    accs = _column(history, "val_acc")
-    if all(a is not None for a in accs):
-        for a, b, row in zip(accs, accs[1:], history[1:]):
-            if b < a - ACC_DROP:
-                evidence.append(f"val_acc fell {a:.3f} → {b:.3f} at epoch {row['epoch']}")
-                break
-    vals = _column(history, "val_loss")
-    if any(v is not None and not math.isfinite(v) for v in vals):
-        evidence.append("val_loss became NaN/inf")
-    # An untrained model scores about ln(C); an epoch far above that means the weights were thrown
-    # off by steps too large (a too-low lr never does this).
-    limit = 1.5 * math.log(num_classes) if num_classes else BLOWUP_LOSS
-    worst = max(_finite(train) + _finite(vals), default=0.0)
+class _Run:
+    """The history plus what the curves alone do not say: class count, val-set size, schedule."""
+
+    def __init__(self, history: list[dict], num_classes: int | None, val_images: int | None, schedule: str | None):
+        self.history, self.num_classes, self.n_val, self.schedule = history, num_classes, val_images, schedule
+        self.ln_c = math.log(num_classes) if num_classes and num_classes > 1 else math.log(10)
+        self.train_loss = _column(history, "train_loss")
+        self.train_acc = _column(history, "train_acc")
+        self.val_loss = _column(history, "val_loss")
+        self.val_acc = _column(history, "val_acc")
+        self.has_val = all(v is not None for v in self.val_acc) and len(_finite(self.val_loss)) == len(history)
+        lrs = [r.get("lr") or 0.0 for r in history]
+        peak = max(lrs, default=0.0)
+        self.high_phase = [peak > 0 and lr >= HIGH_PHASE * peak for lr in lrs]
+        self.constant_lr = peak > 0 and min(lrs) >= HIGH_PHASE * peak
+
+    def epoch(self, i: int) -> int:
+        return self.history[i].get("epoch", i + 1)
+
+    def interval(self, i: int) -> tuple[float, float]:
+        return wilson(self.val_acc[i], self.n_val) if self.n_val else (self.val_acc[i], self.val_acc[i])
+
+    def phase(self, i: int) -> str:
+        if self.constant_lr:
+            return "at a constant lr"
+        return "in the schedule's high-rate phase" if self.high_phase[i] else "in the schedule's low-rate phase"
+
+    def significant_loss_rise(self, a: float, b: float, rel: float = JUMP_REL) -> bool:
+        return b > a * (1 + rel) and b - a > JUMP_ABS * self.ln_c
+
+
+def _instability(run: _Run) -> tuple[list[str], list[str], list[str]]:
+    """(evidence of instability, notes on setbacks the run recovered from, severe setbacks it recovered from)."""
+    evidence, notes, severe = [], [], []
+    train = run.train_loss
+    if any(v is None or not math.isfinite(v) for v in train) or any(
+            v is not None and not math.isfinite(v) for v in run.val_loss):
+        return ["the loss became NaN/inf"], notes, severe
+    # An untrained model scores about ln(C); an epoch far above that means the weights were thrown off by
+    # steps too large (a too-low lr never does this).
+    limit = 1.5 * math.log(run.num_classes) if run.num_classes and run.num_classes > 1 else BLOWUP_LOSS
+    worst = max(_finite(train), default=0.0)  # the val loss of a tiny or overconfident model may legitimately exceed it
     if worst > limit:
-        evidence.append(f"loss reached {worst:.2f}, above {limit:.2f} (1.5 × the ln(C) of an untrained model)")
-    return evidence
+        evidence.append(f"train_loss reached {worst:.2f}, above {limit:.2f} (1.5 × the ln(C) of an untrained model)")
+    # Steps that push the loss above an untrained model's, in a run that never gets well below it, are too large
+    # (a too-small model or a too-low rate leaves the loss near ln(C) too, but never above it).
+    above = [i for i in range(1, len(train)) if train[i] > run.ln_c * 1.02 and train[i] > train[0]]
+    if above and train[-1] > 0.95 * run.ln_c:
+        i = above[0]
+        evidence.append(f"train_loss {train[i]:.3f} at epoch {run.epoch(i)} {run.phase(i)} is above ln(C) = "
+                        f"{run.ln_c:.3f}, what an untrained model scores: the steps make the model worse")
+    for i in range(1, len(train)):
+        a, b = train[i - 1], train[i]
+        if run.significant_loss_rise(a, b):
+            recovered = min(train[i + 1:], default=math.inf) <= a
+            what = f"train_loss jumped {a:.3f} → {b:.3f} at epoch {run.epoch(i)} {run.phase(i)}"
+            if recovered and b - a > SEVERE * run.ln_c:  # came back, but the peak rate threw the model far off
+                severe.append(what + f", a rise of {(b - a) / run.ln_c:.0%} of ln(C) (> {SEVERE:.0%}), then "
+                              "recovered: the peak rate is too high")
+                continue
+            if recovered:
+                notes.append(what + ", then fell below its earlier level (recovered)")
+            else:
+                evidence.append(what + " and never came back below its earlier level")
+                break
+    if run.has_val and run.n_val:
+        for i in range(1, len(run.val_acc)):
+            best = max(range(i), key=lambda j: run.val_acc[j])
+            lo_before, _ = run.interval(best)
+            _, hi_now = run.interval(i)
+            # Intervals that do not overlap: a real fall, not a few images. While the train loss keeps falling
+            # such a fall is the model memorising (overfitting, judged below), not its steps going astray.
+            if hi_now < lo_before and train[i] >= train[i - 1]:
+                final_hi = run.interval(len(run.val_acc) - 1)[1]
+                what = (f"val_acc fell from {run.val_acc[best]:.3f} (epoch {run.epoch(best)}) to "
+                        f"{_fmt_interval(run.val_acc[i], run.n_val)} at epoch {run.epoch(i)} {run.phase(i)}")
+                if final_hi >= lo_before:
+                    notes.append(what + ", and recovered")
+                else:
+                    evidence.append(what + f"; it ended at {run.val_acc[-1]:.3f}, still below")
+                    break
+    return evidence, notes, severe
 
 
-def diagnose(history: list[dict], num_classes: int | None = None) -> dict:
-    """Verdict, evidence and advice from per-epoch metrics rows (`num_classes` sharpens the blow-up check)."""
+def _result(verdict: str, evidence: list[str], run: _Run | None = None, extra: list[str] | None = None) -> dict:
+    context = {} if run is None else {"num_classes": run.num_classes, "val_images": run.n_val, "schedule": run.schedule}
+    return {"verdict": verdict, "evidence": evidence, "advice": (extra or []) + ADVICE[verdict], "context": context}
+
+
+def _still_falling(values: list[float], ln_c: float, fast: bool = False) -> bool:
+    """The loss fell in the last epoch by more than 3 % (10 % when `fast`) and 1 % of ln(C)."""
+    rel = 0.10 if fast else STILL_FALLING
+    return len(values) >= 2 and values[-2] - values[-1] > max(rel * values[-2], 0.2 * JUMP_ABS * ln_c)
+
+
+def _significant_gain(run: _Run) -> str:
+    """Evidence that val accuracy rose beyond its noise over the last third of the run ('' when it did not)."""
+    last = len(run.val_acc) - 1
+    start = max(0, last - max(1, len(run.val_acc) // 3))
+    if not run.n_val or start == last:
+        return ""
+    p1, p2, n = run.val_acc[start], run.val_acc[last], run.n_val
+    se = math.sqrt(max(p1 * (1 - p1) + p2 * (1 - p2), 1e-12) / n)
+    if (p2 - p1) / se <= Z:
+        return ""
+    return (f"val_acc rose {p1:.3f} → {p2:.3f} from epoch {run.epoch(start)} on {n} images "
+            f"(z = {(p2 - p1) / se:.1f} > {Z}): more epochs still pay")
+
+
+def diagnose(history: list[dict], num_classes: int | None = None, val_images: int | None = None,
+             schedule: str | None = None) -> dict:
+    """Verdict, evidence and advice from per-epoch metrics rows.
+
+    `num_classes` sets the scale of losses (ln C) and of chance accuracy, `val_images` the width of the
+    validation-accuracy intervals, `schedule` (its name) is quoted in the context. Without them the
+    diagnosis falls back to 10 classes and treats validation numbers as exact.
+    """
     if not history:
-        return {"verdict": "not converged", "evidence": ["no finished epochs"], "advice": ["raise train.epochs"]}
-    unstable = _instability(history, num_classes)
+        return {"verdict": "not converged", "evidence": ["no finished epochs"], "advice": ["raise train.epochs"],
+                "context": {"num_classes": num_classes, "val_images": val_images, "schedule": schedule}}
+    run = _Run(history, num_classes, val_images, schedule)
+    unstable, notes, severe = _instability(run)
     if unstable:
-        return _result("unstable", unstable)
+        return _result("unstable", unstable + severe + notes, run)
+    result = _judge(run, notes)
+    # A severe spike the run recovered from still says the peak rate is too high, unless the run's problem
+    # is plainly elsewhere (memorising: that is what to fix first); then it is kept as evidence.
+    if severe and result["verdict"] != "overfitting":
+        return _result("unstable", severe + notes, run)
+    result["evidence"] += severe
+    return result
 
-    last = history[-1]
-    train_acc, train_loss = last["train_acc"], last["train_loss"]
-    vals = _finite(_column(history, "val_loss"))
-    has_val = last.get("val_acc") is not None and len(vals) == len(history)
+
+def _judge(run: _Run, notes: list[str]) -> dict:
+    """The verdict of a run without hard instability: underfitting, overfitting, not converged, or fine."""
+    history, num_classes = run.history, run.num_classes
+    last = len(history) - 1
+    train_acc, train_loss = run.train_acc[last], run.train_loss[last]
     evidence = [f"final train_loss {train_loss:.4f}, train_acc {train_acc:.4f}"]
-    if has_val:
-        evidence.append(f"final val_loss {last['val_loss']:.4f}, val_acc {last['val_acc']:.4f}")
+    if run.has_val:
+        evidence.append(f"final val_loss {run.val_loss[last]:.4f}, val_acc "
+                        + (_fmt_interval(run.val_acc[last], run.n_val) if run.n_val else f"{run.val_acc[last]:.4f}"))
+    evidence += notes
 
-    if train_acc < UNDERFIT_ACC:
-        falling = len(history) >= 2 and history[-2]["train_loss"] - train_loss > STILL_FALLING * history[-2]["train_loss"]
-        extra = ["raise train.epochs: the training loss was still falling"] if falling else []
-        evidence.append(f"train_acc {train_acc:.3f} < {UNDERFIT_ACC}: the model does not fit its training data")
-        if has_val:
-            evidence.append(f"train/val accuracy gap only {train_acc - last['val_acc']:+.3f}")
-        return _result("underfitting", evidence, extra)
+    best_acc = max(train_acc, run.val_acc[last] if run.has_val else 0.0)
+    skill = _skill(best_acc, num_classes)
+    loose = train_loss > UNDERFIT_LOSS * run.ln_c and skill < 0.9
+    if skill < UNDERFIT_SKILL or loose:
+        if skill < UNDERFIT_SKILL:
+            evidence.append(f"best final accuracy {best_acc:.3f} is {skill:.0%} of the way from chance to 100% "
+                            f"(< {UNDERFIT_SKILL:.0%}): the model does not fit its training data")
+        if loose:
+            evidence.append(f"final train_loss {train_loss:.3f} is {train_loss / run.ln_c:.0%} of ln(C) "
+                            f"(> {UNDERFIT_LOSS:.0%}): the model is far from fitting its training data")
+        if len(history) < 3:
+            evidence.append(f"only {len(history)} epoch(s): too short to tell a model too small from a run cut short")
+            return _result("not converged", evidence, run)
+        if _still_falling(run.train_loss, run.ln_c, fast=True):
+            evidence.append(f"train_loss still falling fast: {run.train_loss[-2]:.4f} → {train_loss:.4f} "
+                            "in the last epoch; this run stopped in the middle of learning")
+            return _result("not converged", evidence, run)
+        return _result("underfitting", evidence, run)
 
-    if has_val:
-        gap = train_acc - last["val_acc"]
-        best_epoch = min(range(len(vals)), key=vals.__getitem__)
-        rise = vals[-1] / max(vals[best_epoch], 1e-12) - 1.0
-        ratio = vals[-1] / max(train_loss, 1e-12)
-        late_rise = best_epoch < len(vals) - 1 and rise > VAL_RISE
-        if gap > GAP_ACC and (late_rise or ratio > LOSS_RATIO):
-            evidence.append(f"train/val accuracy gap {gap:.3f} (> {GAP_ACC})")
-            if late_rise:
-                evidence.append(f"val_loss rose {rise:.0%} from its minimum {vals[best_epoch]:.4f} at epoch "
-                                f"{history[best_epoch]['epoch']}")
-            evidence.append(f"val_loss / train_loss = {ratio:.1f}")
-            return _result("overfitting", evidence)
-        if len(vals) >= 2 and vals[-2] - vals[-1] > STILL_FALLING * vals[-2] and train_acc < 0.995:
-            evidence.append(f"val_loss still falling {vals[-2]:.4f} → {vals[-1]:.4f} in the last epoch")
-            return _result("not converged", evidence)
-        evidence.append(f"train/val accuracy gap {gap:+.3f}; val_loss within {max(rise, 0):.0%} of its minimum")
-    return _result("healthy", evidence)
+    if not run.has_val:
+        if _still_falling(run.train_loss, run.ln_c):
+            evidence.append(f"train_loss still falling {run.train_loss[-2]:.4f} → {train_loss:.4f} in the last epoch")
+            return _result("not converged", evidence, run)
+        return _result("healthy", evidence + ["no validation split: generalisation not checked"], run)
+
+    vals = run.val_loss
+    val_acc = run.val_acc[last]
+    lo, hi = run.interval(last)
+    best_epoch = min(range(len(vals)), key=vals.__getitem__)
+    rise = vals[-1] / max(vals[best_epoch], 1e-12) - 1.0
+    turned = best_epoch < last and rise > VAL_RISE and vals[-1] - vals[best_epoch] > JUMP_ABS * run.ln_c
+    ratio = vals[-1] / max(train_loss, 1e-12)
+    gap = train_acc - hi
+    wide = bool(run.n_val) and hi - lo > WIDE_INTERVAL
+    # On a wide interval a gap must also be large next to the interval itself before it means anything.
+    if gap > GAP_MIN and (turned or ratio > LOSS_RATIO) and not (wide and gap < (hi - lo) / 2):
+        evidence.append(f"train/val accuracy gap: train_acc {train_acc:.3f} is {gap:.3f} above the upper end of "
+                        "val_acc's interval")
+        if turned:
+            evidence.append(f"val_loss rose {rise:.0%} from its minimum {vals[best_epoch]:.4f} at epoch "
+                            f"{run.epoch(best_epoch)}")
+        evidence.append(f"val_loss / train_loss = {ratio:.1f}")
+        fit_then = run.train_acc[best_epoch]
+        if _skill(fit_then, num_classes) < NOISY_SKILL:
+            evidence.append(f"when val_loss was lowest (epoch {run.epoch(best_epoch)}) train_acc was only "
+                            f"{fit_then:.3f} (val_acc {run.val_acc[best_epoch]:.3f}): what was gained since was "
+                            "memorised, not learnt — tiny data, or wrong labels")
+            return _result("overfitting", evidence, run, [AUDIT])
+        return _result("overfitting", evidence, run)
+    gaining = _significant_gain(run)
+    # Still falling means a trend: the last epoch is the lowest so far (not a bounce back from a bad epoch).
+    trend = best_epoch == last and train_acc < 0.995
+    if trend and (_still_falling(vals, run.ln_c, fast=True) or (_still_falling(vals, run.ln_c) and gaining)):
+        evidence.append(f"val_loss still falling {vals[-2]:.4f} → {vals[-1]:.4f} in the last epoch")
+        if gaining:
+            evidence.append(gaining)
+        return _result("not converged", evidence, run)
+    if wide:
+        evidence.append(f"the val_acc interval is {hi - lo:.2f} wide: {run.n_val} images cannot tell "
+                        f"{lo:.0%} from {hi:.0%}, so generalisation is not established")
+        return _result("too little validation data", evidence, run)
+    evidence.append(f"train_acc {train_acc:.3f} within the val interval's reach (gap to its upper end {gap:+.3f}); "
+                    f"val_loss within {max(rise, 0):.0%} of its minimum")
+    return _result("healthy", evidence, run)

@@ -1,0 +1,133 @@
+"""Score learning-rate suggestions against a grid of short full runs.
+
+    nice python -m benchmarks.lr_calibration [--setups digits-mlp,...] [--seeds 3] [--out benchmarks/results/lr_calibration.json]
+
+For each data set × model × optimizer (SGD with momentum 0.9, AdamW) a grid of rates is trained for a few
+epochs under one-cycle, one run per seed; the best band is every grid rate whose mean final val accuracy is
+within one standard error of the best rate's. Then, per seed, the range test (`lr-find`, its own reading
+and fastai's `valley` and `minimum` readings of the same curve) and the short-runs method (`lr-find --method
+short-runs`) suggest a rate. A suggestion is in the band when it lies between the band's lowest and highest
+grid rate, widened by half a grid step (a factor √3) on each side. Prints a markdown table: in-band share and
+seed-to-seed spread (largest / smallest suggestion) per method.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+GRID = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1]
+OPTIMS = {"sgd": ["optim.name=sgd", "optim.momentum=0.9"], "adamw": ["optim.name=adamw"]}
+SETUPS = {
+    "digits-mlp": ["data.spec=builtin:digits", "data.augment=[]", "model.name=mlp", "model.width=128",
+                   "train.batch_size=32", "train.epochs=4"],
+    "mnist-lenet": ["data.spec=builtin:mnist5k", "data.val_fraction=0.2", "model.name=lenet5", "train.batch_size=64",
+                    "train.epochs=3"],
+    "photos-convnet": ["model.name=convnet", "model.widths=[16,32]", "model.convs=1", "train.batch_size=32",
+                       "train.epochs=4"],
+}
+
+
+def _session(overrides: list[str]):
+    from deeprecipe.api import Session
+    from deeprecipe.config import resolve_config
+    return Session.create(resolve_config(None, ["train.threads=1", "train.precision=fp32", *overrides]))
+
+
+def final_val_acc(overrides: list[str]) -> float:
+    from deeprecipe.errors import DeepRecipeError
+    try:
+        history = _session(overrides).make_trainer(None, show_progress=False).fit().history
+    except DeepRecipeError:  # diverged
+        return 0.0
+    return float(history[-1]["val_acc"])
+
+
+def best_band(accs: dict[float, list[float]]) -> tuple[float, float]:
+    """(lowest, highest) grid rate whose mean accuracy is within one standard error of the best mean."""
+    means = {lr: float(np.mean(a)) for lr, a in accs.items()}
+    best = max(means, key=means.get)
+    se = float(np.std(accs[best], ddof=1) / math.sqrt(len(accs[best]))) if len(accs[best]) > 1 else 0.0
+    band = [lr for lr, m in means.items() if m >= means[best] - se]
+    return min(band), max(band)
+
+
+def fastai_valley(lrs: list[float], losses: list[float]) -> float:
+    """fastai's `valley`: two thirds along the longest decreasing stretch of the loss curve."""
+    n = len(losses)
+    lds, max_start, max_end = [1] * n, 0, 0
+    for i in range(1, n):
+        for j in range(i):
+            if losses[i] < losses[j] and lds[i] < lds[j] + 1:
+                lds[i] = lds[j] + 1
+            if lds[max_end] < lds[i]:
+                max_end, max_start = i, i - lds[i]
+    sections = (max_end - max_start) / 3
+    return float(lrs[max_start + int(sections) + int(sections / 2)])
+
+
+def suggestions(overrides: list[str]) -> dict[str, float | None]:
+    from deeprecipe.recipe.lr_find import run_lr_find
+    from deeprecipe.recipe.lr_methods import run_short_runs
+    session = _session(overrides)
+    rt = run_lr_find(session)
+    out = {"range (deeprecipe)": rt.suggestion,
+           "range (fastai valley)": fastai_valley(rt.lrs, rt.smoothed) if len(rt.lrs) > 5 else None,
+           "range (fastai minimum)": rt.lrs[int(np.argmin(rt.smoothed))] / 10 if rt.lrs else None}
+    out["short-runs"] = run_short_runs(session).suggestion
+    return out
+
+
+def photos_spec() -> str:
+    from benchmarks.diagnosis_corpus import data_spec
+    return data_spec("photos", 60, 0.0, 0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--setups", default="digits-mlp")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "lr_calibration.json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    for setup in args.setups.split(","):
+        base = list(SETUPS[setup]) + ([f"data.spec={photos_spec()}"] if setup == "photos-convnet" else [])
+        for opt, opt_overrides in OPTIMS.items():
+            key = f"{setup}/{opt}"
+            if key in results:
+                continue
+            accs = {lr: [final_val_acc(base + opt_overrides + [f"optim.lr={lr:g}", f"train.seed={s}"])
+                         for s in range(args.seeds)] for lr in GRID}
+            sugg = [suggestions(base + opt_overrides + [f"train.seed={s}"]) for s in range(args.seeds)]
+            results[key] = {"accs": {str(k): v for k, v in accs.items()}, "band": best_band(accs), "suggestions": sugg}
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=1))
+            print(key, results[key]["band"], sugg, flush=True)
+    print(markdown(results))
+
+
+def markdown(results: dict) -> str:
+    methods = ["range (deeprecipe)", "range (fastai valley)", "range (fastai minimum)", "short-runs"]
+    rows = ["| setup / optimizer | best band | " + " | ".join(methods) + " |", "|---" * (len(methods) + 2) + "|"]
+    score = {m: [] for m in methods}
+    for key, r in results.items():
+        lo, hi = r["band"]
+        cells = []
+        for m in methods:
+            vals = [s[m] for s in r["suggestions"] if s[m]]
+            inside = [lo / math.sqrt(3) <= v <= hi * math.sqrt(3) for v in vals]
+            score[m] += inside
+            spread = max(vals) / min(vals) if vals else float("nan")
+            cells.append(", ".join(f"{v:.2g}" for v in vals) + f" ({sum(inside)}/{len(r['suggestions'])} in, ×{spread:.1f})")
+        rows.append(f"| {key} | {lo:g}–{hi:g} | " + " | ".join(cells) + " |")
+    rows.append("| **in band, all** | | " + " | ".join(f"{sum(v)}/{len(v)}" for v in score.values()) + " |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    main()
