@@ -14,6 +14,7 @@ from PIL import Image
 from deeprecipe import api
 from deeprecipe.cli import main
 from deeprecipe.errors import DeepRecipeError
+from deeprecipe.session import build_model
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
 
@@ -294,7 +295,7 @@ def test_ready_config_trains_a_real_classifier(path, easy_npz, local_resnet18, t
                                     f"model.pretrained={local_resnet18}"], out=tmp_path / "run", show_progress=False)
     start = torch.load(local_resnet18, weights_only=True)
     trained = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["model"]
-    fresh = api.build_model(resolve_config(str(path), [*easy, "model.pretrained=null"]), 2, (3, 28, 28)).state_dict()
+    fresh = build_model(resolve_config(str(path), [*easy, "model.pretrained=null"]), 2, (3, 28, 28)).state_dict()
     key_ours, key_file = "body.layer4.1.conv2.weight", "layer4.1.conv2.weight"
     moved = (trained[key_ours] - start[key_file]).norm()
     assert moved < 0.1 * (fresh[key_ours] - start[key_file]).norm()  # near its start, far from a fresh init
