@@ -85,3 +85,13 @@ def _private_decode_cache(tmp_path_factory):
         os.environ.pop("DEEPRECIPE_CACHE", None)
     else:
         os.environ["DEEPRECIPE_CACHE"] = old
+
+
+def randomise_bn_stats(model: torch.nn.Module) -> None:
+    """Random BatchNorm running statistics and affine weights, so a weights-loading test cannot pass on defaults."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+            torch.nn.init.normal_(m.weight, 1, 0.1)
+            torch.nn.init.normal_(m.bias, 0, 0.1)

@@ -9,6 +9,7 @@ import torch
 import torchvision
 from torch import nn
 
+from conftest import randomise_bn_stats
 from deeprecipe.cli import main
 from deeprecipe.errors import DeepRecipeError
 from deeprecipe.models import create_model, list_models, model_knobs
@@ -254,15 +255,6 @@ def test_spatial_dropout_drops_whole_channels():
 
 
 # ---------------------------------------------------------------------------------------------- torchvision weights
-def _randomise_bn_stats(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-            nn.init.normal_(m.weight, 1, 0.1)
-            nn.init.normal_(m.bias, 0, 0.1)
-
-
 @pytest.mark.parametrize("name, knobs, size", [
     ("resnet18", {}, 64), pytest.param("resnet50", {}, 64, marks=pytest.mark.slow),
     pytest.param("alexnet", {"norm": "none"}, 64, marks=pytest.mark.slow),
@@ -270,7 +262,7 @@ def _randomise_bn_stats(model: nn.Module) -> None:
 def test_torchvision_state_dict_gives_same_outputs(name, knobs, size):
     torch.manual_seed(0)
     theirs = getattr(torchvision.models, name)(weights=None).eval()
-    _randomise_bn_stats(theirs)
+    randomise_bn_stats(theirs)
     ours = create_model(name, num_classes=1000, **knobs).eval()
     ours.load_state_dict(convert_torchvision_state_dict(name, theirs.state_dict()), strict=True)
     x = torch.randn(2, 3, size, size)

@@ -8,6 +8,7 @@ import torch
 import torchvision
 from torch import nn
 
+from conftest import randomise_bn_stats
 from deeprecipe.api import train
 from deeprecipe.session import build_model
 from deeprecipe.cli import main
@@ -44,15 +45,6 @@ def test_param_count_equals_torchvision(name):
                 n_params(_torchvision(name))
 
 
-def _randomise_bn_stats(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-            nn.init.normal_(m.weight, 1, 0.1)
-            nn.init.normal_(m.bias, 0, 0.1)
-
-
 # One network per family; the size is the smallest that keeps the family's ImageNet layout.
 @pytest.mark.parametrize("name, size", [
     ("googlenet", 64), ("inception_v3", 80), ("densenet121", 64), ("mobilenet_v3_small", 64),
@@ -61,7 +53,7 @@ def _randomise_bn_stats(model: nn.Module) -> None:
 def test_torchvision_file_through_model_pretrained_gives_same_outputs(name, size, tmp_path):
     torch.manual_seed(0)
     theirs = _torchvision(name).eval()  # side heads included for googlenet/inception: their files carry them
-    _randomise_bn_stats(theirs)
+    randomise_bn_stats(theirs)
     torch.save(theirs.state_dict(), tmp_path / f"{name}-local.pth")
     cfg = resolve_config(None, [f"model.name={name}", f"model.pretrained={tmp_path / f'{name}-local.pth'}",
                                 "transfer.new_head=false"])
@@ -162,7 +154,7 @@ timm = pytest.importorskip("timm")
 def test_timm_file_loads_and_fine_tunes_with_gradual_unfreezing(name, suffix, tmp_path, mnist_npz):
     torch.manual_seed(0)
     source = timm.create_model(name, num_classes=10, pretrained=False).eval()
-    _randomise_bn_stats(source)
+    randomise_bn_stats(source)
     path = tmp_path / f"{name}{suffix}"
     if suffix == ".safetensors":
         from safetensors.torch import save_file

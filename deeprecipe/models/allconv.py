@@ -32,6 +32,16 @@ def conv_unit(c_in: int, c_out: int, k: int, stride: int, pad: int, norm: str | 
     return [nn.Conv2d(c_in, c_out, k, stride, pad, bias=norm in (None, "none")), norm2d(norm, c_out), make_act(act)]
 
 
+def conv_units(c_in: int, specs, width_mult: float, norm: str | None, act: str | None) -> tuple[list[nn.Module], int]:
+    """A run of conv units from (width, kernel, stride, padding) specs, widths scaled; returns (layers, c_out)."""
+    layers: list[nn.Module] = []
+    for width, k, stride, pad in specs:
+        c_out = max(1, round(width * width_mult))
+        layers += conv_unit(c_in, c_out, k, stride, pad, norm, act)
+        c_in = c_out
+    return layers, c_in
+
+
 class AllConvNet(Classifier):
     def __init__(self, num_classes: int, in_chans: int, width_mult: float, norm: str | None, activation: str | None,
                  dropout: float, init: str | None):
@@ -40,11 +50,7 @@ class AllConvNet(Classifier):
         stages: "OrderedDict[str, nn.Module]" = OrderedDict()
         c_in = in_chans
         for b, convs in enumerate(CFG, start=1):
-            layers: list[nn.Module] = []
-            for width, k, stride, pad in convs:
-                c_out = max(1, round(width * width_mult))
-                layers += conv_unit(c_in, c_out, k, stride, pad, norm, activation)
-                c_in = c_out
+            layers, c_in = conv_units(c_in, convs, width_mult, norm, activation)
             if b < len(CFG):
                 layers.append(nn.Dropout(dropout) if dropout else nn.Identity())
             stages[f"block{b}"] = nn.Sequential(*layers)

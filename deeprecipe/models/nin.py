@@ -16,15 +16,15 @@ from collections import OrderedDict
 
 from torch import nn
 
-from .allconv import conv_unit
+from .allconv import conv_units
 from .base import Classifier, GlobalAvgPool
 from .layers import check_dropout, check_input_size, init_weights
 from .registry import register_model
 
-# per mlpconv: ((out, kernel, padding) per conv, pooling after it)
-CFG = [([(192, 5, 2), (160, 1, 0), (96, 1, 0)], "max"),
-       ([(192, 5, 2), (192, 1, 0), (192, 1, 0)], "avg"),
-       ([(192, 3, 1), (192, 1, 0)], None)]
+# per mlpconv: ((out, kernel, stride, padding) per conv, pooling after it)
+CFG = [([(192, 5, 1, 2), (160, 1, 1, 0), (96, 1, 1, 0)], "max"),
+       ([(192, 5, 1, 2), (192, 1, 1, 0), (192, 1, 1, 0)], "avg"),
+       ([(192, 3, 1, 1), (192, 1, 1, 0)], None)]
 
 
 class NiN(Classifier):
@@ -35,11 +35,7 @@ class NiN(Classifier):
         stages: "OrderedDict[str, nn.Module]" = OrderedDict()
         c_in = in_chans
         for i, (convs, pool) in enumerate(CFG, start=1):
-            layers: list[nn.Module] = []
-            for width, k, pad in convs:
-                c_out = max(1, round(width * width_mult))
-                layers += conv_unit(c_in, c_out, k, 1, pad, norm, activation)
-                c_in = c_out
+            layers, c_in = conv_units(c_in, convs, width_mult, norm, activation)
             if pool:
                 layers += [nn.MaxPool2d(3, 2, ceil_mode=True) if pool == "max" else nn.AvgPool2d(3, 2, ceil_mode=True),
                            nn.Dropout(dropout) if dropout else nn.Identity()]
