@@ -44,7 +44,12 @@ def protocol_splits(labels, folds: int, repeats: int, val_fraction: float, test_
         splitter = StratifiedShuffleSplit(n_splits=repeats, test_size=test_fraction, random_state=seed)
     else:
         raise DeepRecipeError("no protocol: data.folds and data.repeats are both below 2", "set data.folds=5 or data.repeats=5")
-    for i, (rest, test) in enumerate(splitter.split(np.zeros(n), labels)):
+    try:  # scikit-learn refuses e.g. a test part smaller than the class count: say so without a traceback
+        draws = list(splitter.split(np.zeros(n), labels))
+    except ValueError as e:
+        raise DeepRecipeError(f"these labels cannot be split for {protocol_name(folds, repeats)}: {e}",
+                              "raise data.test_fraction or add images") from None
+    for i, (rest, test) in enumerate(draws):
         val_of_rest = min(0.5, val_fraction * n / max(1, len(rest)))
         train, val = _stratified_take(np.sort(rest), labels, val_of_rest, seed + 1000 + i)
         yield {"train": train, "val": val, "test": np.sort(test)}

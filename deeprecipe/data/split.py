@@ -32,7 +32,7 @@ def split_indices(labels, val_fraction: float, test_fraction: float, seed: int =
         raise DeepRecipeError("data.val_fraction + data.test_fraction must be below 1", "lower one of them")
     all_idx = np.arange(len(labels))
     rest, test = _stratified_take(all_idx, labels, test_fraction, seed)
-    val_of_rest = val_fraction / (1.0 - test_fraction) if test_fraction < 1 else 0.0
+    val_of_rest = val_fraction / (1.0 - test_fraction)  # test_fraction < 1: the check above, fractions ≥ 0
     train, val = _stratified_take(rest, labels, val_of_rest, seed + 1)
     if len(train) == 0:
         raise DeepRecipeError(f"the split leaves no training images ({len(labels)} in all)", "lower val/test fractions or add data")

@@ -1,0 +1,166 @@
+"""The batched image ops against torchvision's per-image functions (or a hand computation where the op is our
+own), one random parameter per sample, on a few small RGB and gray images (milliseconds each)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+
+from deeprecipe.data import batchops as B
+
+
+@pytest.fixture
+def x():
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(4, 3, 9, 8, generator=g)
+
+
+F4 = torch.tensor([0.0, 0.5, 1.3, 2.0])
+
+
+def _each(x, f, fn):
+    return torch.stack([fn(img, float(v)) for img, v in zip(x, f)])
+
+
+def test_parameter_draws():
+    g = torch.Generator().manual_seed(1)
+    u = B.uniform(2.0, 5.0, 1000, g, "cpu")
+    assert u.shape == (1000,) and u.min() >= 2.0 and u.max() < 5.0 and abs(u.mean().item() - 3.5) < 0.1
+    again = B.uniform(2.0, 5.0, 1000, torch.Generator().manual_seed(1), "cpu")
+    assert torch.equal(u, again)
+    s = B.random_sign(1000, torch.Generator().manual_seed(2), "cpu")
+    assert set(s.tolist()) == {-1.0, 1.0} and s.dtype == torch.float32 and abs(s.mean().item()) < 0.1
+    assert B.per_sample(torch.arange(3.0)).shape == (3, 1, 1, 1)
+
+
+def test_gray_is_luma(x):
+    assert torch.allclose(B.gray(x), TF.rgb_to_grayscale(x), atol=1e-3)
+    assert torch.allclose(B.gray(x)[:, 0], 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2], atol=1e-6)
+    one = x[:, :1]
+    assert B.gray(one) is one
+
+
+def test_brightness_contrast_saturation_match_torchvision(x):
+    assert torch.allclose(B.adjust_brightness(x, F4), _each(x, F4, TF.adjust_brightness), atol=1e-6)
+    assert torch.allclose(B.adjust_contrast(x, F4), _each(x, F4, TF.adjust_contrast), atol=1e-3)
+    assert torch.allclose(B.adjust_saturation(x, F4), _each(x, F4, TF.adjust_saturation), atol=1e-3)
+    g = x[:, :1]
+    assert torch.allclose(B.adjust_contrast(g, F4), _each(g, F4, TF.adjust_contrast), atol=1e-6)
+    assert B.adjust_saturation(g, F4) is g and B.adjust_hue(g, F4) is g
+
+
+def test_hue_rotates_chroma_and_keeps_luma():
+    g = torch.Generator().manual_seed(3)
+    x = 0.3 + 0.4 * torch.rand(4, 3, 5, 5, generator=g)  # mid-range colours: no clamping
+    shift = torch.tensor([0.0, 0.1, -0.2, 0.5])
+    out = B.adjust_hue(x, shift)
+    assert torch.allclose(out[0], x[0], atol=1e-5)
+    assert torch.allclose(B.gray(out), B.gray(x), atol=1e-4)  # Y of YIQ is the luma
+    back = B.adjust_hue(out, -shift)
+    assert torch.allclose(back, x, atol=1e-4)
+    assert (out[1] - x[1]).abs().max() > 0.02  # it does move the colours
+    chroma = x - B.gray(x)
+    half = B.adjust_hue(x, torch.full((4,), 0.5))  # half a turn flips the chroma plane
+    assert torch.allclose(half - B.gray(half), -chroma, atol=1e-4)
+    assert B.adjust_hue(torch.ones(1, 3, 2, 2) * 2, torch.zeros(1)).max() == 1.0  # clamped
+
+
+def test_gaussian_kernels_and_blur_match_torchvision(x):
+    sigma = torch.tensor([0.5, 0.8, 1.2, 2.0])
+    k = B.gaussian_kernels(sigma, 5)
+    r = torch.arange(5.0) - 2
+    for row, s in zip(k, sigma):
+        ref = torch.exp(-r ** 2 / (2 * s ** 2))
+        assert torch.allclose(row, ref / ref.sum(), atol=1e-7)
+    out = B.blur(x, sigma, 5)
+    ref = torch.stack([TF.gaussian_blur(img, [5, 5], [float(s), float(s)]) for img, s in zip(x, sigma)])
+    assert torch.allclose(out, ref, atol=1e-5)
+    tall = torch.rand(2, 1, 9, 2, generator=torch.Generator().manual_seed(4))  # too narrow to reflect by 2
+    const = torch.full((2, 1, 3, 2), 0.4)
+    assert torch.allclose(B.blur(const, sigma[:2], 5), const, atol=1e-6)
+    narrow = B.blur(tall, sigma[:2], 5)
+    ref = torch.nn.functional.pad(tall.reshape(1, 2, 9, 2), (2, 2, 0, 0), mode="replicate")
+    ref = torch.nn.functional.conv2d(ref, B.gaussian_kernels(sigma[:2], 5).view(2, 1, 1, 5), groups=2)
+    ref = torch.nn.functional.pad(ref, (0, 0, 2, 2), mode="reflect")
+    ref = torch.nn.functional.conv2d(ref, B.gaussian_kernels(sigma[:2], 5).view(2, 1, 5, 1), groups=2)
+    assert torch.allclose(narrow, ref.view(2, 1, 9, 2), atol=1e-6)
+    wide = tall.transpose(2, 3)  # too short to reflect: the vertical pass replicates
+    assert torch.allclose(B.blur(wide, sigma[:2], 5).transpose(2, 3), narrow, atol=1e-6)
+
+
+def test_sharpness_blends_with_a_smoothed_copy(x):
+    smooth = B.blur(x, torch.full((4,), 0.8), 3)
+    out = B.adjust_sharpness(x, F4)
+    expected = (smooth + (x - smooth) * F4.view(-1, 1, 1, 1)).clamp(0, 1)
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert torch.allclose(B.adjust_sharpness(x, torch.ones(4)), x, atol=1e-6)
+
+
+def test_solarize_posterize_autocontrast(x):
+    th = torch.tensor([0.0, 0.3, 0.7, 1.0])
+    assert torch.allclose(B.solarize(x, th), _each(x, th, TF.solarize))
+    edge = torch.full((1, 1, 1, 2), 0.5)
+    assert B.solarize(edge, torch.tensor([0.5])).tolist() == [[[[0.5, 0.5]]]]  # at the threshold: inverted
+    v = torch.tensor([0.0, 0.2, 0.26, 0.49, 0.5, 0.74, 0.75, 0.99, 1.0]).view(1, 1, 1, -1)
+    assert B.posterize(v, torch.tensor([1.0])).flatten().tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 1]
+    two = B.posterize(v, torch.tensor([2.0])).flatten()
+    assert torch.allclose(two, torch.tensor([0, 0, 1, 1, 2, 2, 3, 3, 3]) / 3)
+    assert B.posterize(v, torch.tensor([0.0])).abs().max() == 0  # one level: no division by zero
+    eight = B.posterize(x, torch.full((4,), 8.0))
+    assert (eight - x).abs().max() <= 1 / 255 + 1e-6
+    assert torch.allclose(B.autocontrast(x), TF.autocontrast(x), atol=1e-6)
+    flat = torch.full((1, 2, 3, 3), 0.3)
+    flat[0, 1, 0, 0] = 0.3 + 1e-7  # a span below 1e-6 is treated as flat
+    assert torch.equal(B.autocontrast(flat), flat)
+    ramp = torch.linspace(0.2, 0.6, 4).view(1, 1, 2, 2)
+    assert torch.allclose(B.autocontrast(ramp).flatten(), torch.tensor([0, 1 / 3, 2 / 3, 1]))
+
+
+# ------------------------------------------------------------------------------------------ geometry
+def _forward(angle, shx, shy, tx, ty, scale):
+    a = math.radians(angle)
+    rot = torch.tensor([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]], dtype=torch.float32)
+    shear = torch.tensor([[1, shx, 0], [shy, 1, 0], [0, 0, 1]], dtype=torch.float32)
+    move = torch.tensor([[scale, 0, 2 * tx], [0, scale, 2 * ty], [0, 0, 1]], dtype=torch.float32)
+    return move @ rot @ shear
+
+
+def test_affine_theta_is_the_inverse_of_zoom_rotate_shear():
+    params = [(30.0, 0.1, -0.2, 0.1, -0.05, 1.2), (-90.0, 0.0, 0.3, -0.2, 0.0, 0.8), (0.0, 0.0, 0.0, 0.0, 0.0, 1.0)]
+    cols = [torch.tensor(c) for c in zip(*params)]
+    theta = B.affine_theta(*cols)
+    assert theta.shape == (3, 2, 3)
+    for th, p in zip(theta, params):
+        assert torch.allclose(th, torch.linalg.inv(_forward(*p))[:2], atol=1e-5)
+    plain = B.affine_theta(torch.tensor([30.0, 0.0]))
+    assert torch.allclose(plain[0], torch.linalg.inv(_forward(30.0, 0, 0, 0, 0, 1))[:2], atol=1e-6)
+    assert torch.allclose(plain[1], torch.eye(3)[:2])
+
+
+def test_warp_moves_rotates_and_fills_black():
+    img = torch.zeros(1, 1, 8, 8)
+    img[0, 0, 1, 2] = 1.0
+    moved = B.warp(img, B.affine_theta(torch.zeros(1), tx=torch.tensor([0.25]), ty=torch.tensor([0.125])))
+    expected = torch.zeros(1, 1, 8, 8)
+    expected[0, 0, 2, 4] = 1.0  # a quarter of the width right, an eighth of the height down
+    assert torch.allclose(moved, expected, atol=1e-5)
+    turned = B.warp(img, B.affine_theta(torch.tensor([90.0])))
+    assert torch.allclose(turned, torch.rot90(img, k=-1, dims=(2, 3)), atol=1e-5)  # +90° turns clockwise on screen
+    nearest = B.warp(img, B.affine_theta(torch.tensor([0.0]), tx=torch.tensor([0.06])), mode="nearest")
+    assert set(nearest.unique().tolist()) <= {0.0, 1.0}
+    bilinear = B.warp(img, B.affine_theta(torch.tensor([0.0]), tx=torch.tensor([0.06])))
+    assert 0 < bilinear.max() < 1  # a half-pixel shift spreads the dot
+    out = B.warp(torch.ones(1, 1, 4, 4, dtype=torch.float64), B.affine_theta(torch.tensor([0.0]), tx=torch.tensor([0.5])))
+    assert out.dtype == torch.float64 and out[0, 0, :, :2].abs().max() == 0  # shifted in: black
+
+
+def test_box_masks_are_half_open_boxes_clipped_to_the_image():
+    m = B.box_masks(6, 6, torch.tensor([3.0, 0.0]), torch.tensor([3.0, 5.0]), torch.tensor([2.0, 4.0]),
+                    torch.tensor([2.0, 3.0]))
+    assert m.shape == (2, 1, 6, 6) and m.dtype == torch.bool
+    assert m[0, 0].nonzero().tolist() == [[2, 2], [2, 3], [3, 2], [3, 3]]
+    assert m[1, 0].nonzero().tolist() == [[0, 4], [0, 5], [1, 4], [1, 5]]  # rows -2..2, cols 3.5..6.5 clipped
+    wide = B.box_masks(3, 5, torch.tensor([1.0]), torch.tensor([2.0]), torch.tensor([2.0]), torch.tensor([4.0]))
+    assert wide[0, 0].sum() == 8 and wide[0, 0, 2].sum() == 0

@@ -1,0 +1,107 @@
+"""The LR range test's suggestion on synthetic curves whose steepest point and minimum are known, and one short
+real range test checked for its lr ladder and smoothing (about a second)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from deeprecipe.config import resolve_config
+from deeprecipe.recipe.lr_find import LRFindResult, run_lr_find, suggest_lr
+from deeprecipe.session import Session
+
+
+def _curve(centre=-3.0, n=60, rise_at=0.1):
+    """A loss falling fastest (in log lr) at 10**centre and rising again past `rise_at`."""
+    lrs = np.logspace(-6, 0, n)
+    loss = 2.3 - 2.0 / (1 + np.exp(-(np.log10(lrs) - centre) * 3)) + 20 * np.clip(lrs - rise_at, 0, None)
+    return list(lrs), list(loss)
+
+
+def test_steepest_point_minimum_and_suggestion():
+    lrs, loss = _curve()
+    suggestion, min_lr, steep = suggest_lr(lrs, loss)
+    i_min = int(np.argmin(loss))
+    assert min_lr == lrs[i_min]
+    assert abs(math.log10(steep) - (-3.0)) <= 0.11  # within one grid step of the true steepest point
+    assert suggestion == pytest.approx(math.sqrt(steep * min_lr / 10))  # the steepest point is below min/10
+
+
+def test_suggestion_is_a_tenth_of_the_minimum_when_the_steepest_point_is_close_to_it():
+    lrs, loss = _curve(centre=-1.3, rise_at=0.1)
+    suggestion, min_lr, steep = suggest_lr(lrs, loss)
+    assert steep >= min_lr / 10 and suggestion == pytest.approx(min_lr / 10)
+
+
+def test_burn_in_ignores_the_first_tenth():
+    lrs, loss = _curve()
+    loss[0] = -5.0  # a freak first value below everything
+    _, min_lr, _ = suggest_lr(lrs, loss)
+    assert min_lr == lrs[int(np.argmin(loss[6:])) + 6]
+    loss[6] = -5.0  # the first value after the burn-in of 6 counts
+    assert suggest_lr(lrs, loss) == (lrs[6] / 10, lrs[6], None)
+    short = [1.0, -9.0, 0.5, 0.4, 0.3, 0.2, 0.1]  # 7 points: burn-in is at least one point
+    assert suggest_lr(list(np.logspace(-3, 0, 7)), short)[1] == pytest.approx(np.logspace(-3, 0, 7)[1])
+    lrs, loss = _curve()
+    assert suggest_lr(lrs, loss, burn_in=0.5)[1] == suggest_lr(lrs, loss)[1]
+    early = list(loss)
+    early[20] = -1.0
+    assert suggest_lr(lrs, early, burn_in=0.5)[1] == lrs[int(np.argmin(loss))]  # index 20 < 30: burnt in
+
+
+def test_too_short_curves_and_a_minimum_right_after_the_burn_in():
+    assert suggest_lr([1e-3, 1e-2, 1e-1, 1.0], [1, 0.5, 0.4, 0.3]) == (None, None, None)
+    lrs = list(np.logspace(-4, 0, 5))
+    assert suggest_lr(lrs, [3.0, 2.0, 1.0, 1.5, 2.0]) == (lrs[2] / 10, lrs[2], None)
+    lrs = list(np.logspace(-4, 0, 20))  # burn-in 2; a minimum at index 4 (< 3 past it): no steepest point
+    loss = [3.0, 2.9, 2.5, 2.0, 1.0] + [1.5 + 0.1 * i for i in range(15)]
+    assert suggest_lr(lrs, loss) == (lrs[4] / 10, lrs[4], None)
+    loss = [3.0, 2.9, 2.8, 2.6, 2.0, 1.0] + [1.5 + 0.1 * i for i in range(14)]  # minimum at index 5: 3 past
+    suggestion, min_lr, steep = suggest_lr(lrs, loss)
+    assert min_lr == lrs[5] and steep is not None and lrs[2] <= steep <= lrs[3]
+
+
+def test_steepest_search_stops_before_the_minimum():
+    lrs = list(np.logspace(-4, 0, 30))
+    loss = [2.0] * 30
+    loss[10:20] = list(np.linspace(2.0, 1.9, 10))   # gentle fall
+    loss[20] = 0.2                                   # a cliff into the minimum
+    loss[21:] = [3.0] * 9
+    _, min_lr, steep = suggest_lr(lrs, loss)
+    assert min_lr == lrs[20] and steep < lrs[19]  # the last step into the minimum is not searched
+
+
+@pytest.fixture(scope="module")
+def short_range_test(mnist_npz):
+    session = Session.create(resolve_config(None, [f"data.spec={mnist_npz(30)}", "model.widths=[8]", "model.convs=1",
+                                                   "train.batch_size=32", "optim.name=sgd", "optim.momentum=0"]))
+    return run_lr_find(session, start_lr=1e-4, end_lr=10.0, steps=12, beta=0.8, diverge=1e9)
+
+
+def test_a_short_range_test_climbs_the_ladder_and_smooths(short_range_test):
+    r = short_range_test
+    assert isinstance(r, LRFindResult) and r.diverged_at is None and len(r.lrs) == 12
+    assert r.lrs[0] == pytest.approx(1e-4) and r.lrs[-1] == pytest.approx(10.0)
+    assert np.allclose(np.diff(np.log(r.lrs)), math.log(1e5) / 11)
+    avg = 0.0
+    for i, (value, smooth) in enumerate(zip(r.losses, r.smoothed)):
+        avg = 0.8 * avg + 0.2 * value
+        assert smooth == pytest.approx(avg / (1 - 0.8 ** (i + 1)))
+    assert r.losses[0] == pytest.approx(math.log(10), abs=0.3)  # the first loss is an untrained model's
+    assert (r.suggestion, r.min_loss_lr, r.steepest_lr) == suggest_lr(r.lrs, r.smoothed)
+    assert set(r.to_dict()) == {"lrs", "losses", "smoothed", "suggestion", "min_loss_lr", "steepest_lr", "diverged_at"}
+
+
+def test_a_range_test_stops_once_the_smoothed_loss_runs_away(mnist_npz):
+    session = Session.create(resolve_config(None, [f"data.spec={mnist_npz(30)}", "model.widths=[8]", "model.convs=1",
+                                                   "train.batch_size=32", "optim.name=sgd", "optim.momentum=0"]))
+    r = run_lr_find(session, start_lr=1e-3, end_lr=1e3, steps=40, diverge=1.3)
+    assert r.diverged_at is not None and 6 < len(r.lrs) < 40
+    by_rule = r.diverged_at == pytest.approx(r.lrs[-1])  # else a non-finite loss stopped it, one lr further
+    assert by_rule or r.diverged_at > r.lrs[-1]
+    kept = r.smoothed[:-1] if by_rule else r.smoothed
+    for i, s in enumerate(kept):  # no earlier step met the rule (it is checked from step 6 on)
+        assert i <= 5 or s <= 1.3 * min(r.smoothed[:i + 1])
+    if by_rule:
+        assert r.smoothed[-1] > 1.3 * min(r.smoothed)
