@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.diagnosis_score import CORPUS, RIGHT, load, score, verdict_of
-from deeprecipe.train.diagnose import diagnose, smoothing_floor, wilson
+from deeprecipe.train.diagnose import diagnose, wilson
+from deeprecipe.train.losses import smoothed_loss_floor
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +104,8 @@ def test_the_smoothing_floor_is_the_entropy_of_the_smoothed_target(classes):
     import torch
     target = torch.full((classes,), 0.1 / classes)
     target[0] += 0.9
-    assert smoothing_floor(0.1, classes) == pytest.approx(torch.distributions.Categorical(probs=target).entropy().item())
-    assert smoothing_floor(0.0, classes) == 0.0
+    assert smoothed_loss_floor(0.1, classes) == pytest.approx(torch.distributions.Categorical(probs=target).entropy().item())
+    assert smoothed_loss_floor(0.0, classes) == 0.0
 
 
 def test_a_smoothed_healthy_run_is_judged_on_the_loss_above_its_floor():

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import math
 
+from .losses import smoothed_loss_floor
+
 Z = 1.96                  # 95 % intervals
 WIDE_INTERVAL = 0.20      # a val-accuracy interval wider than this cannot tell 80 % from 100 %
 JUMP_REL = 0.30           # a train-loss rise of 30 % between epochs ...
@@ -89,16 +91,6 @@ def _skill(acc: float, num_classes: int | None) -> float:
     return (acc - chance) / (1.0 - chance)
 
 
-def smoothing_floor(label_smoothing: float, num_classes: int | None) -> float:
-    """The lowest training loss label smoothing ε allows: the entropy of the smoothed target, ≈ 0.50 for
-    ε = 0.1 and 10 classes. A perfectly fitted model scores this, not 0."""
-    c = num_classes if num_classes and num_classes > 1 else 10
-    if label_smoothing <= 0:
-        return 0.0
-    high, low = 1 - label_smoothing + label_smoothing / c, label_smoothing / c
-    return -(high * math.log(high) + (c - 1) * low * math.log(low))
-
-
 class _Run:
     """The history plus what the curves alone do not say: class count, val-set size, schedule, label smoothing."""
 
@@ -108,7 +100,7 @@ class _Run:
         self.label_smoothing = label_smoothing
         self.ln_c = math.log(num_classes) if num_classes and num_classes > 1 else math.log(10)
         # The rules read the training loss above what the targets allow (val_loss is plain cross-entropy).
-        self.floor = smoothing_floor(label_smoothing, num_classes)
+        self.floor = smoothed_loss_floor(label_smoothing, num_classes)
         self.train_loss = [v - self.floor if isinstance(v, (int, float)) else v
                            for v in _column(history, "train_loss")]
         self.train_acc = _column(history, "train_acc")
