@@ -115,7 +115,8 @@ def test_gain_beyond_noise_over_the_last_third():
 def test_no_epochs():
     assert diagnose([], 5, 20, "cosine") == {"verdict": "not converged", "evidence": ["no finished epochs"],
                                              "advice": ["raise train.epochs"],
-                                             "context": {"num_classes": 5, "val_images": 20, "schedule": "cosine"}}
+                                             "context": {"num_classes": 5, "val_images": 20, "schedule": "cosine",
+                                                         "label_smoothing": 0.0}}
 
 
 def test_nan_loss_is_unstable():
@@ -123,7 +124,7 @@ def test_nan_loss_is_unstable():
         r = diagnose(_rows(train, [0.5, 0.5], val, [0.5, 0.5]), 10, 100, "constant")
         assert r["verdict"] == "unstable" and r["evidence"] == ["the loss became NaN/inf"]
         assert r["advice"] == ADVICE["unstable"]
-        assert r["context"] == {"num_classes": 10, "val_images": 100, "schedule": "constant"}
+        assert r["context"] == {"num_classes": 10, "val_images": 100, "schedule": "constant", "label_smoothing": 0.0}
 
 
 def test_a_loss_above_an_untrained_model_is_a_blowup():
@@ -348,6 +349,22 @@ def test_healthy_run():
     hi = wilson(0.905, 1000)[1]
     assert r["evidence"][-1] == (f"train_acc 0.915 within the val interval's reach (gap to its upper end "
                                  f"{0.915 - hi:+.3f}); val_loss within 0% of its minimum")
-    assert r["context"] == {"num_classes": 10, "val_images": 1000, "schedule": "cosine"}
+    assert r["context"] == {"num_classes": 10, "val_images": 1000, "schedule": "cosine", "label_smoothing": 0.0}
     exact = diagnose(rows, 10)  # no val size: the numbers are taken as exact
     assert exact["evidence"][1] == "final val_loss 0.3150, val_acc 0.9050"
+
+
+def test_label_smoothing_moves_the_training_loss_floor():
+    from deeprecipe.train.losses import smoothed_loss_floor
+    floor = smoothed_loss_floor(0.1, 10)
+    rows = _rows([1.0 + floor, 0.5 + floor, 0.3 + floor, 0.29 + floor], [0.7, 0.85, 0.91, 0.915],
+                 [0.9, 0.5, 0.32, 0.315], [0.72, 0.85, 0.9, 0.905])
+    r = diagnose(rows, 10, 1000, "cosine", label_smoothing=0.1)
+    plain = diagnose(_rows([1.0, 0.5, 0.3, 0.29], [0.7, 0.85, 0.91, 0.915], [0.9, 0.5, 0.32, 0.315],
+                           [0.72, 0.85, 0.9, 0.905]), 10, 1000, "cosine")
+    assert r["verdict"] == plain["verdict"] == "healthy"
+    assert r["evidence"][0] == f"final train_loss {0.29 + floor:.4f}, train_acc 0.9150"
+    assert r["evidence"][1] == (f"label smoothing 0.1 puts the training loss's floor at {floor:.3f}; the rules read "
+                                "the 0.2900 above it")
+    assert r["context"]["label_smoothing"] == 0.1 and diagnose([], label_smoothing=0.1)["context"]["label_smoothing"] == 0.1
+    assert not any("label smoothing" in e for e in plain["evidence"])

@@ -145,3 +145,15 @@ def test_clipping_skips_parameters_without_gradients(monkeypatch):
     monkeypatch.setattr(torch.nn.utils, "clip_grad_value_", lambda ps, v: seen.append(list(ps)))
     clip_gradients([a, frozen], 1.0, 1.0)
     assert seen == [[a], [a]]
+
+
+def test_smoothed_loss_floor_is_the_least_loss_a_perfect_model_reaches():
+    from deeprecipe.train.losses import smoothed_loss_floor
+    for eps, c in ((0.1, 10), (0.2, 3), (0.05, 100)):
+        target = torch.full((1, c), eps / c)
+        target[0, 0] += 1 - eps
+        best = classification_loss(target.log(), torch.tensor([0]), eps).item()  # logits = log of the target itself
+        assert smoothed_loss_floor(eps, c) == pytest.approx(best, rel=1e-5)
+    assert smoothed_loss_floor(0.1, 10) == pytest.approx(0.5003, abs=1e-4)
+    assert smoothed_loss_floor(0.1, None) == smoothed_loss_floor(0.1, 1) == smoothed_loss_floor(0.1, 10)
+    assert smoothed_loss_floor(0.0, 10) == 0.0 and smoothed_loss_floor(-0.1, 10) == 0.0
