@@ -13,7 +13,7 @@ from conftest import randomise_bn_stats
 from deeprecipe.cli import main
 from deeprecipe.errors import DeepRecipeError
 from deeprecipe.models import create_model, list_models, model_knobs
-from deeprecipe.models.layers import ACTIVATIONS, NORMS, DropConnectLinear, dropout_layer, init_weights
+from deeprecipe.models.layers import ACTIVATIONS, NORMS, DropConnectLinear, dropout_layer, init_weights, matched_init
 from deeprecipe.models.summary import build_on_meta, count_flops, count_params, layer_table
 from deeprecipe.models.torchvision_compat import convert_torchvision_state_dict
 
@@ -222,6 +222,32 @@ def test_model_init_knob_reaches_every_layer():
     conv = model.stage("layer3")[0].conv1
     fan_in = conv.weight[0].numel()
     assert conv.weight.var().item() == pytest.approx(1 / fan_in, rel=0.1)
+
+
+@pytest.mark.parametrize("name, knobs", [("mlp", {"width": 400, "depth": 2}), ("convnet", {"widths": [16, 32, 400]}),
+                                         ("resnet18", {})])
+@pytest.mark.parametrize("act, variance", [("selu", lambda fi, fo: 1.0 / fi), ("tanh", lambda fi, fo: 2.0 / (fi + fo)),
+                                           ("sigmoid", lambda fi, fo: 2.0 / (fi + fo)), ("relu", lambda fi, fo: 2.0 / fi),
+                                           ("gelu", lambda fi, fo: 2.0 / fi)])
+def test_unset_init_is_matched_to_the_activation(name, knobs, act, variance):
+    """LeCun for SELU, Xavier for tanh/sigmoid, He for the ReLU family; torchvision nets too once their activation
+    is swapped."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, in_chans=1, input_size=28, activation=act, **knobs)
+    layer = max((m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))), key=lambda m: m.weight.numel())
+    fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(layer.weight)
+    assert layer.weight.var().item() == pytest.approx(variance(fan_in, fan_out), rel=0.05)
+
+
+def test_matched_init_names_the_activation_and_keeps_torch_init_without_one():
+    assert matched_init(create_model("mlp", activation="selu")) == "lecun"
+    assert matched_init(create_model("convnet", activation="tanh")) == "xavier"
+    assert matched_init(create_model("convnet", activation="leaky_relu")) == "he"
+    torch.manual_seed(0)
+    linear_only = nn.Sequential(nn.Linear(300, 300))
+    before = linear_only[0].weight.clone()
+    init_weights(linear_only, "auto")
+    assert torch.equal(before, linear_only[0].weight)
 
 
 # ---------------------------------------------------------------------------------------------- dropout kinds

@@ -18,8 +18,18 @@ ACTIVATIONS = {
     "selu": lambda: nn.SELU(inplace=True), "gelu": nn.GELU, "silu": lambda: nn.SiLU(inplace=True),
 }
 DROPOUTS = ("standard", "spatial", "dropconnect")
-INITS = ("default", "xavier", "xavier_normal", "xavier_uniform", "he", "he_normal", "he_uniform",
+INITS = ("auto", "default", "xavier", "xavier_normal", "xavier_uniform", "he", "he_normal", "he_uniform",
          "lecun", "lecun_normal", "lecun_uniform")
+
+
+# The init each activation's variance argument was made for: LeCun for SELU (Klambauer et al. 2017), Xavier for the
+# saturating tanh/sigmoid (Glorot & Bengio 2010), He for the ReLU family (He et al. 2015), whose half-zeroed
+# outputs halve the variance.
+MATCHED_INIT = {"selu": "lecun", "tanh": "xavier", "sigmoid": "xavier", "relu": "he", "leaky_relu": "he",
+                "elu": "he", "gelu": "he", "silu": "he"}
+_ACTIVATION_TYPES = {nn.SELU: "selu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.ReLU: "relu", nn.ReLU6: "relu",
+                     nn.LeakyReLU: "leaky_relu", nn.PReLU: "leaky_relu", nn.ELU: "elu", nn.GELU: "gelu",
+                     nn.SiLU: "silu", nn.Hardswish: "silu", nn.Mish: "silu"}
 
 
 def _choice(kind: str, value, options) -> str:
@@ -65,13 +75,38 @@ def activation(name: str | None) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
-def init_weights(module: nn.Module, scheme: str | None, nonlinearity: str = "relu") -> None:
+def model_activation(module: nn.Module) -> str | None:
+    """The activation a model mostly uses (by count of activation modules), or None when it has none."""
+    counts: dict[str, int] = {}
+    for m in module.modules():
+        name = _ACTIVATION_TYPES.get(type(m))
+        if name:
+            counts[name] = counts.get(name, 0) + 1
+    return max(counts, key=counts.get) if counts else None
+
+
+def init_family(scheme: str | None) -> str | None:
+    """'he_uniform' → 'he'; None for 'default'/'auto'/unset."""
+    family = str(scheme or "default").lower().partition("_")[0]
+    return family if family in ("xavier", "he", "lecun") else None
+
+
+def matched_init(module: nn.Module) -> str:
+    """The init matched to the model's activation ('default' when it has no activation module)."""
+    act = model_activation(module)
+    return MATCHED_INIT.get(act, "default") if act else "default"
+
+
+def init_weights(module: nn.Module, scheme: str | None) -> None:
     """Re-initialise conv/linear weights with the named scheme; biases to zero.
 
     xavier: σ² = 2/(fan_in+fan_out); he: σ² = 2/fan_in; lecun: σ² = 1/fan_in (normal or uniform).
-    'default' keeps PyTorch's own initialisation.
+    'auto' picks the one matched to the model's activation (`matched_init`); 'default' keeps PyTorch's own
+    initialisation.
     """
     scheme = _choice("init", scheme or "default", INITS)
+    if scheme == "auto":
+        scheme = matched_init(module)
     if scheme == "default":
         return
     family, _, dist = scheme.partition("_")
