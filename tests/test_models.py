@@ -13,7 +13,7 @@ from conftest import randomise_bn_stats
 from deeprecipe.cli import main
 from deeprecipe.errors import DeepRecipeError
 from deeprecipe.models import create_model, list_models, model_knobs
-from deeprecipe.models.layers import ACTIVATIONS, NORMS, DropConnectLinear, dropout_layer, init_weights, matched_init
+from deeprecipe.models.layers import ACTIVATIONS, NORMS, DropConnectLinear, dropout_layer, init_weights, matched_init, norm2d
 from deeprecipe.models.summary import build_on_meta, count_flops, count_params, layer_table
 from deeprecipe.models.torchvision_compat import convert_torchvision_state_dict
 
@@ -355,3 +355,24 @@ def test_group_norm_keeps_at_least_four_channels_a_group():
         gn = norm2d("group", channels)
         assert channels // gn.num_groups >= 4 and gn.num_groups > 1  # neither instance norm nor layer norm
     assert norm2d("group", 256).num_groups == 32  # Wu & He's default where the width allows it
+
+
+@pytest.mark.parametrize("kind", ["layer", "instance", "group"])
+def test_group_norms_give_torch_results_in_channels_last_and_keep_the_layout(kind):
+    """The per-sample norms compute channels_last CPU inputs in the contiguous layout (torch's channels_last
+    kernel is slow for small groups): same outputs and gradients as nn.GroupNorm, output still channels_last."""
+    torch.manual_seed(0)
+    ours = norm2d(kind, 16)
+    ref = nn.GroupNorm(ours.num_groups, 16)
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(4, 16, 9, 9).contiguous(memory_format=torch.channels_last)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = ours(a)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(out, ref(b), atol=1e-5)
+    weight = torch.randn_like(out)
+    (out * weight).sum().backward()
+    (ref(b) * weight).sum().backward()
+    assert torch.allclose(a.grad, b.grad, atol=1e-5)
+    # each sample normalised on its own: the other sample in the batch does not matter
+    assert torch.allclose(ours(x[:1]), out[:1], atol=1e-5)

@@ -39,6 +39,22 @@ def _choice(kind: str, value, options) -> str:
     return value
 
 
+class GroupNorm(nn.GroupNorm):
+    """nn.GroupNorm that normalises channels_last inputs on the CPU in the contiguous layout.
+
+    PyTorch's CPU kernel for channels_last group norm strides across the channel dimension, which is slow when a
+    group holds few channels: measured on a 2-core AVX2 CPU (64×16×28×28, forward + backward, CPU time),
+    GroupNorm(16, 16) took 25 ms channels_last against 4.3 ms contiguous (batch norm: 17 ms), which made instance
+    norm train ~6× slower than batch norm. Two layout copies cost far less. Same parameters and state-dict keys.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and x.dim() == 4 and not x.is_contiguous() \
+                and x.is_contiguous(memory_format=torch.channels_last):
+            return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last)
+        return super().forward(x)
+
+
 def norm2d(kind: str | None, channels: int, groups: int = 32) -> nn.Module:
     """A normalisation layer for (B, C, H, W) feature maps."""
     kind = _choice("norm", kind, NORMS)
@@ -47,16 +63,16 @@ def norm2d(kind: str | None, channels: int, groups: int = 32) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "layer":   # normalise over (C, H, W) per sample
-        return nn.GroupNorm(1, channels)
+        return GroupNorm(1, channels)
     if kind == "instance":
-        return nn.GroupNorm(channels, channels)
+        return GroupNorm(channels, channels)
     if kind == "group":
         # Wu & He's 32 groups, but never fewer than 4 channels a group: with 1 channel a group, group norm on a
         # narrow layer would silently be instance norm.
         g = math.gcd(channels, groups) or 1
         while g > 1 and channels // g < 4:
             g //= 2
-        return nn.GroupNorm(g, channels)
+        return GroupNorm(g, channels)
     return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)  # AlexNet 2012
 
 
