@@ -122,7 +122,7 @@ class ScheduleConfig(_Section):
 
 
 class RegularizeConfig(_Section):
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
     l1: float = Field(0.0, ge=0.0)
     l2: float = Field(0.0, ge=0.0, description="L2 penalty added to the loss (coupled), unlike optim.weight_decay")
     max_norm: float | None = Field(None, gt=0.0)
@@ -139,7 +139,7 @@ class RegularizeConfig(_Section):
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(15, ge=1)
+    epochs: int = Field(8, ge=1)
     batch_size: int = Field(64, ge=1)
     eval_batch_size: int = Field(512, ge=1)
     seed: int = 0

@@ -76,13 +76,13 @@ def test_diagnose_is_stored_in_the_summary(tmp_path, mnist_small_npz):
     history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(history) == 2
     # The stored diagnosis is the one the run's full metrics give, numbers and all, judged with the class
-    # count, the validation images behind val_acc and the schedule, all recorded.
+    # count, the validation images behind val_acc, the schedule and the label smoothing, all recorded.
     assert saved["diagnosis"] == diagnose(history, num_classes=10, val_images=saved["sizes"]["val"],
-                                          schedule="onecycle")
+                                          schedule="onecycle", label_smoothing=0.1)
     assert saved["diagnosis"]["verdict"] in ("underfitting", "not converged")  # two epochs: too few to tell which
     assert saved["diagnosis"]["advice"]
     assert saved["diagnosis"]["context"] == {"num_classes": 10, "val_images": saved["sizes"]["val"],
-                                             "schedule": "onecycle"}
+                                             "schedule": "onecycle", "label_smoothing": 0.1}
     report = (tmp_path / "run" / "report.html").read_text()
     assert f'class="verdict">{saved["diagnosis"]["verdict"]}<' in report
 
