@@ -19,7 +19,7 @@ from .registry import register_model
 class ConvNet(Classifier):
     def __init__(self, num_classes: int, in_chans: int, widths=(24, 48, 96), convs: int = 2,
                  norm: str | None = "batch", activation: str | None = "relu", dropout: float = 0.0,
-                 init: str | None = "he"):
+                 init: str | None = "auto"):
         widths = list(widths)
         if not widths or min(widths) < 1 or convs < 1:
             raise ValueError("widths must be positive and convs ≥ 1")
@@ -41,5 +41,5 @@ class ConvNet(Classifier):
 @register_model
 def convnet(num_classes: int = 10, in_chans: int = 3, widths: list[int] | tuple[int, ...] = (24, 48, 96), convs: int = 2,
             norm: str | None = "batch", activation: str | None = "relu", dropout: float | None = 0.0,
-            init: str | None = "he") -> ConvNet:
+            init: str | None = "auto") -> ConvNet:
     return ConvNet(num_classes, in_chans, tuple(widths), convs, norm, activation, check_dropout(dropout), init)
