@@ -52,7 +52,7 @@ def make_datasets(root: Path, quick: bool) -> dict[str, list[str]]:
     """name → overrides that select it (npz subsets and photo folders written under root)."""
     mnist = load_source("builtin:mnist5k")
     keep = np.random.default_rng(0).permutation(len(mnist.labels))[:1200]
-    np.savez(root / "mnist1200.npz", x=mnist.images[keep], y=mnist.labels[keep])
+    np.savez(root / "mnist1200.npz", x=np.asarray(mnist.images)[keep, 0], y=np.asarray(mnist.labels)[keep])
     sets = {"mnist1200": [f"data.spec=npz:{root / 'mnist1200.npz'}"], "digits": ["data.spec=builtin:digits"]}
     if quick:
         return sets

@@ -444,3 +444,28 @@ def test_refine_adds_regularisation_only_when_the_coarse_winner_overfits():
     assert apply_params(cfg, {"data.augment": levels[0]}).data.augment == ["translate:2"]  # the first keeps the config
     assert apply_params(cfg, {"data.augment": levels[2]}).data.augment == ["translate:2", "randaugment:n=2,m=9"]
     assert start == {"regularize.label_smoothing": 0.0, "model.dropout": 0.0, "data.augment": levels[0]}
+
+
+@pytest.mark.slow
+def test_recipe_searches_lr_and_weight_decay_under_an_epoch_budget(tmp_path):
+    cfg = resolve_config(None, ["data.spec=builtin:digits", "train.epochs=4", "recipe.search_epochs=3",
+                                "recipe.search_budget=9", "recipe.trials=8", "recipe.refine_trials=2",
+                                "recipe.refine_epochs=4", "recipe.lr_find_steps=40", "recipe.overfit_steps=100"])
+    outcome = run_recipe(cfg, out=tmp_path / "r", show_progress=False)
+    assert outcome["stopped_at"] is None and outcome["test_acc"] > 0.8
+    trials = json.loads((tmp_path / "r" / "search" / "trials.json").read_text())
+    coarse = [t for t in trials if t["stage"] == "coarse"]
+    refine = [t for t in trials if t["stage"] == "refine"]
+    assert all(set(t["params"]) >= {"optim.lr", "optim.weight_decay"} for t in trials)
+    # The first two coarse trials are the range test's suggestion and the configured lr, at the configured decay.
+    assert [t["params"]["optim.weight_decay"] for t in coarse[:2]] == [cfg.optim.weight_decay] * 2
+    spent = sum(t["epochs"] for t in coarse)
+    assert 9 <= spent <= 9 + 2  # the last trial started inside the budget may run past it
+    # A pruned trial costs only the epochs it ran, so the budget buys at least the 3 full trials it pays for
+    # (how many more depends on how many were behind after one epoch; that pruners prune is tested above).
+    assert len(coarse) >= 3 and all(t["epochs"] < 3 for t in coarse if t["state"] == "pruned")
+    best = max((t for t in coarse if t["state"] == "complete"), key=lambda t: t["value"])
+    assert refine[0]["params"]["optim.lr"] == pytest.approx(best["params"]["optim.lr"])  # refine starts at the winner
+    assert refine[0]["epochs"] == 4
+    step5 = outcome["steps"][4]["lines"]
+    assert any("regularisation" in line or "refine also searched" in line for line in step5)

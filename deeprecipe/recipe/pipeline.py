@@ -120,7 +120,8 @@ def step_final(result, refine: list[dict], run_dir: Path) -> tuple[Step, dict]:
     summary = train(final_cfg, out=run_dir / "final", show_progress=False)
     lines = [f"refine: {len(refine)} trial(s) around the best coarse region" if refine else "refine: skipped (recipe.refine_trials=0)",
              ("the coarse winner's curves read overfitting: refine also searched " + ", ".join(result.refine_added))
-             if result.refine_added else "no regularisation knobs added (the coarse winner did not read overfitting)",
+             if result.refine_added else "refine added no regularisation knobs (the coarse winner did not read "
+                                         "overfitting, or search.space was given)",
              "best params " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                         for k, v in result.best_params.items()),
              f"final run: {summary['epochs_run']} epochs, schedule {final_cfg.schedule.name}, "
