@@ -67,8 +67,22 @@ def physical_cores() -> int:
     return max(1, len(cores))
 
 
+def _autogroup_enabled() -> bool:
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
 def _cpu_times(cpus: set[int]) -> tuple[float, float]:
-    """(busy, total) jiffies summed over `cpus`, from /proc/stat."""
+    """(busy, total) jiffies summed over `cpus`, from /proc/stat.
+
+    Time spent in niced programs does not count as busy when we are not niced ourselves: the scheduler then
+    gives our threads the core whenever they want it (a nice-19 job gets ~1.5 % of a contended core), so they
+    do not stall OpenMP regions. A niced process counts them: they are its peers. So does every process when the
+    kernel groups the scheduling by session (autogroup): nice then only ranks programs within one session.
+    """
+    count_niced = os.nice(0) > 0 or _autogroup_enabled()
     busy = total = 0.0
     for line in Path("/proc/stat").read_text().splitlines():
         name, *fields = line.split()
@@ -76,7 +90,7 @@ def _cpu_times(cpus: set[int]) -> tuple[float, float]:
             continue
         values = [float(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
         total += sum(values)
-        busy += sum(values) - values[3] - values[4]
+        busy += sum(values) - values[3] - values[4] - (0.0 if count_niced else values[1])
     return busy, total
 
 

@@ -91,3 +91,18 @@ def test_run_header_and_summary_state_threads_and_precision(mnist_npz, fast_over
     assert summary["threads"] == 1 and summary["precision"] == "fp32"
     header = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("data "))
     assert header.endswith("fp32 channels_last, 1 thread")
+
+
+def test_niced_programs_leave_the_cores_to_an_unniced_run():
+    # A nice-19 background job gets ~1.5 % of a contended core: an un-niced run may take every core; a niced
+    # run (say, tests started with `nice`) counts it, as a peer, and so does any run under autogroup scheduling.
+    niced_ourselves = os.nice(0) > 0 or runtime._autogroup_enabled()
+    before = runtime.busy_cores(0.3)  # whatever else the machine is doing
+    spinner = subprocess.Popen([sys.executable, "-c", "import os; os.nice(19)\nwhile True: pass"])
+    try:
+        time.sleep(0.3)
+        added = runtime.busy_cores(0.5) - before
+        assert added >= 0.6 if niced_ourselves else added < 0.4
+    finally:
+        spinner.kill()
+        spinner.wait()
