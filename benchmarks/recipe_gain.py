@@ -14,10 +14,12 @@ Data sets (small, so the whole thing fits a 2-core machine): the built-in MNIST 
 the built-in 8×8 digits, a folder of real photos cropped from the samples scikit-image and scikit-learn ship
 (6 classes, 32 px), and a folder of few images per class (8 classes × 16). One CPU thread per run.
 
-    nice -n 19 python benchmarks/recipe_gain.py [--quick] [--seeds 0 1 2] [--only mnist,digits]
+    nice -n 19 python benchmarks/recipe_gain.py [--quick] [--seeds 0 1 2] [--only mnist1200,digits] [--models mlp]
+    python benchmarks/recipe_gain.py --merge A.json B.json     # one table and plot from separate processes
 
 Writes benchmarks/results/recipe_gain.json (after every finished cell, so a stopped run keeps what it did)
-and recipe_gain.png, and prints the table docs/recipe.md shows.
+and recipe_gain.png, and prints the table docs/recipe.md shows. Runs write no report.html (building one
+costs 15–35 s on a loaded 2-core machine, the same for every method, and is not training).
 """
 from __future__ import annotations
 
@@ -165,6 +167,13 @@ def plot(cells: list[dict], path: Path) -> Path:
     return save_png(fig, path)
 
 
+def finish(cells: list[dict], out: Path, quick: bool) -> None:
+    write_json(out, {"cells": cells, "rows": summarise(cells), "quick": quick,
+                     "machine": "2-core AMD EPYC (AVX2), shared, niced; one thread per run"})
+    print(table(summarise(cells)))
+    print(plot(cells, out.with_suffix(".png")))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="the two built-in sets, convnet only, one seed")
@@ -172,7 +181,13 @@ def main() -> None:
     ap.add_argument("--only", help="comma-separated data set names")
     ap.add_argument("--models", help="comma-separated model families (convnet, mlp)")
     ap.add_argument("--out", default=str(RESULTS / "recipe_gain.json"))
+    ap.add_argument("--merge", nargs="+", help="result files to combine into --out (no training)")
     args = ap.parse_args()
+    if args.merge:
+        cells = [c for f in args.merge for c in json.loads(Path(f).read_text())["cells"]]
+        cells.sort(key=lambda c: (c["seed"], c["data"], c["model"]))
+        return finish(cells, Path(args.out), any(json.loads(Path(f).read_text())["quick"] for f in args.merge))
+    api.write_report_safely = lambda *a, **k: None  # see the module docstring
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     models = args.models.split(",") if args.models else (["convnet"] if args.quick else list(MODELS))
     out = Path(args.out)
@@ -197,8 +212,7 @@ def main() -> None:
                         f"{m} {cell[m]['test_acc']:.4f} ({cell[m]['seconds']:.0f}s)" for m in METHODS), flush=True)
                     write_json(out, {"cells": cells, "rows": summarise(cells), "quick": args.quick,
                                      "machine": "2-core AMD EPYC (AVX2), shared, niced; one thread per run"})
-    print(table(summarise(cells)))
-    print(plot(cells, out.with_suffix(".png")))
+    finish(cells, out, args.quick)
 
 
 if __name__ == "__main__":
