@@ -41,9 +41,9 @@ def load(directory: Path = CORPUS, part: str = "all") -> list[dict]:
 
 
 def verdict_of(record: dict) -> dict:
-    """The diagnosis exactly as training computes it: class count, val-set size and schedule."""
+    """The diagnosis exactly as training computes it: class count, val-set size, schedule, label smoothing."""
     return diagnose(record["history"], num_classes=record["num_classes"], val_images=record["sizes"]["val"],
-                    schedule=record["schedule"]["name"])
+                    schedule=record["schedule"]["name"], label_smoothing=record.get("label_smoothing", 0.0))
 
 
 def healthy_floors(records: list[dict]) -> dict[tuple, float]:

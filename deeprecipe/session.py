@@ -198,9 +198,9 @@ class Session:
     def diagnose(self, history: list[dict]) -> dict:
         """The curve diagnosis of a run made in this session: the one call behind summary.json (hence report.html
         and recipe.html) and the search's trials, always told the class count, the number of validation images
-        behind each val_acc, and the schedule."""
+        behind each val_acc, the schedule and the label smoothing (which sets the training loss's floor)."""
         return diagnose(history, num_classes=len(self.data.classes), val_images=self.data.sizes()["val"],
-                        schedule=self.cfg.schedule.name)
+                        schedule=self.cfg.schedule.name, label_smoothing=self.cfg.regularize.label_smoothing)
 
     def make_trainer(self, run_dir: Path | None, show_progress: bool = True, model: torch.nn.Module | None = None,
                      trainer_cls=Trainer, **kw) -> Trainer:

@@ -9,6 +9,7 @@ import pytest
 
 from benchmarks.diagnosis_score import CORPUS, RIGHT, load, score, verdict_of
 from deeprecipe.train.diagnose import diagnose, wilson
+from deeprecipe.train.losses import smoothed_loss_floor
 
 
 @pytest.fixture(scope="module")
@@ -95,4 +96,25 @@ def test_every_stored_diagnosis_records_what_it_was_judged_with():
     record = load(CORPUS, "tune")[0]
     context = verdict_of(record)["context"]
     assert context == {"num_classes": record["num_classes"], "val_images": record["sizes"]["val"],
-                       "schedule": record["schedule"]["name"]}
+                       "schedule": record["schedule"]["name"], "label_smoothing": 0.0}
+
+
+@pytest.mark.parametrize("classes", [3, 10, 100])
+def test_the_smoothing_floor_is_the_entropy_of_the_smoothed_target(classes):
+    import torch
+    target = torch.full((classes,), 0.1 / classes)
+    target[0] += 0.9
+    assert smoothed_loss_floor(0.1, classes) == pytest.approx(torch.distributions.Categorical(probs=target).entropy().item())
+    assert smoothed_loss_floor(0.0, classes) == 0.0
+
+
+def test_a_smoothed_healthy_run_is_judged_on_the_loss_above_its_floor():
+    # A real run with label smoothing 0.1: its training loss cannot fall below ~0.4 (6 classes), which read as
+    # "far from fitting" when the rules did not know the floor.
+    record = next(r for r in load(CORPUS, "tune") if r["scenario"] == "healthy-smoothed"
+                  and r["setup"] == "photos-convnet" and r["seed"] == 0)
+    args = dict(num_classes=record["num_classes"], val_images=record["sizes"]["val"], schedule="onecycle")
+    assert diagnose(record["history"], **args)["verdict"] == "underfitting"
+    smoothed = diagnose(record["history"], label_smoothing=0.1, **args)
+    assert smoothed["verdict"] in ("healthy", "too little validation data"), smoothed  # 21 val images
+    assert any("floor" in e for e in smoothed["evidence"])

@@ -82,7 +82,7 @@ def test_diagnose_is_stored_in_the_summary(tmp_path, mnist_small_npz):
     assert saved["diagnosis"]["verdict"] in ("underfitting", "not converged")  # two epochs: too few to tell which
     assert saved["diagnosis"]["advice"]
     assert saved["diagnosis"]["context"] == {"num_classes": 10, "val_images": saved["sizes"]["val"],
-                                             "schedule": "onecycle"}
+                                             "schedule": "onecycle", "label_smoothing": 0.0}
     report = (tmp_path / "run" / "report.html").read_text()
     assert f'class="verdict">{saved["diagnosis"]["verdict"]}<' in report
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..errors import DeepRecipeError
 from ..session import Session, build_model
-from ..train.losses import classification_loss
+from ..train.losses import classification_loss, smoothed_loss_floor
 from ..train.trainer import NonFiniteLoss
 
 ModelFactory = Callable[[], nn.Module]
@@ -190,15 +190,6 @@ def check_overfit(session: Session, model: nn.Module, samples: int = 50, steps: 
     return Check(name, ok, f"loss {first:.3f} → {loss_value:.4f} in {step + 1} steps (target < {target})",
                  "" if ok else "the model cannot memorise a handful of images: check optim.lr is not 0 or tiny, "
                  "that parameters are trainable, and that labels match images; try `deeprecipe lr-find`")
-
-
-def smoothed_loss_floor(smoothing: float, num_classes: int) -> float:
-    """The least cross-entropy a perfect model reaches against label-smoothed targets (their entropy)."""
-    if smoothing <= 0:
-        return 0.0
-    off = smoothing / num_classes
-    on = 1.0 - smoothing + off
-    return -(on * math.log(on) + (num_classes - 1) * off * math.log(off))
 
 
 # ------------------------------------------------------------------------------------------ all together

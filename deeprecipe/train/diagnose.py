@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import math
 
+from .losses import smoothed_loss_floor
+
 Z = 1.96                  # 95 % intervals
 WIDE_INTERVAL = 0.20      # a val-accuracy interval wider than this cannot tell 80 % from 100 %
 JUMP_REL = 0.30           # a train-loss rise of 30 % between epochs ...
@@ -90,12 +92,17 @@ def _skill(acc: float, num_classes: int | None) -> float:
 
 
 class _Run:
-    """The history plus what the curves alone do not say: class count, val-set size, schedule."""
+    """The history plus what the curves alone do not say: class count, val-set size, schedule, label smoothing."""
 
-    def __init__(self, history: list[dict], num_classes: int | None, val_images: int | None, schedule: str | None):
+    def __init__(self, history: list[dict], num_classes: int | None, val_images: int | None, schedule: str | None,
+                 label_smoothing: float = 0.0):
         self.history, self.num_classes, self.n_val, self.schedule = history, num_classes, val_images, schedule
+        self.label_smoothing = label_smoothing
         self.ln_c = math.log(num_classes) if num_classes and num_classes > 1 else math.log(10)
-        self.train_loss = _column(history, "train_loss")
+        # The rules read the training loss above what the targets allow (val_loss is plain cross-entropy).
+        self.floor = smoothed_loss_floor(label_smoothing, num_classes)
+        self.train_loss = [v - self.floor if isinstance(v, (int, float)) else v
+                           for v in _column(history, "train_loss")]
         self.train_acc = _column(history, "train_acc")
         self.val_loss = _column(history, "val_loss")
         self.val_acc = _column(history, "val_acc")
@@ -174,7 +181,8 @@ def _instability(run: _Run) -> tuple[list[str], list[str], list[str]]:
 
 
 def _result(verdict: str, evidence: list[str], run: _Run | None = None, extra: list[str] | None = None) -> dict:
-    context = {} if run is None else {"num_classes": run.num_classes, "val_images": run.n_val, "schedule": run.schedule}
+    context = {} if run is None else {"num_classes": run.num_classes, "val_images": run.n_val, "schedule": run.schedule,
+                                      "label_smoothing": run.label_smoothing}
     return {"verdict": verdict, "evidence": evidence, "advice": (extra or []) + ADVICE[verdict], "context": context}
 
 
@@ -199,17 +207,19 @@ def _significant_gain(run: _Run) -> str:
 
 
 def diagnose(history: list[dict], num_classes: int | None = None, val_images: int | None = None,
-             schedule: str | None = None) -> dict:
+             schedule: str | None = None, label_smoothing: float = 0.0) -> dict:
     """Verdict, evidence and advice from per-epoch metrics rows.
 
     `num_classes` sets the scale of losses (ln C) and of chance accuracy, `val_images` the width of the
-    validation-accuracy intervals, `schedule` (its name) is quoted in the context. Without them the
-    diagnosis falls back to 10 classes and treats validation numbers as exact.
+    validation-accuracy intervals, `schedule` (its name) is quoted in the context, `label_smoothing` sets the
+    training loss's floor (what the rules read is the loss above it). Without them the diagnosis falls back to
+    10 classes and treats validation numbers as exact.
     """
     if not history:
         return {"verdict": "not converged", "evidence": ["no finished epochs"], "advice": ["raise train.epochs"],
-                "context": {"num_classes": num_classes, "val_images": val_images, "schedule": schedule}}
-    run = _Run(history, num_classes, val_images, schedule)
+                "context": {"num_classes": num_classes, "val_images": val_images, "schedule": schedule,
+                            "label_smoothing": label_smoothing}}
+    run = _Run(history, num_classes, val_images, schedule, label_smoothing)
     unstable, notes, severe = _instability(run)
     if unstable:
         return _result("unstable", unstable + severe + notes, run)
@@ -227,7 +237,10 @@ def _judge(run: _Run, notes: list[str]) -> dict:
     history, num_classes = run.history, run.num_classes
     last = len(history) - 1
     train_acc, train_loss = run.train_acc[last], run.train_loss[last]
-    evidence = [f"final train_loss {train_loss:.4f}, train_acc {train_acc:.4f}"]
+    evidence = [f"final train_loss {train_loss + run.floor:.4f}, train_acc {train_acc:.4f}"]
+    if run.floor:
+        evidence.append(f"label smoothing {run.label_smoothing:g} puts the training loss's floor at {run.floor:.3f}; "
+                        f"the rules read the {train_loss:.4f} above it")
     if run.has_val:
         evidence.append(f"final val_loss {run.val_loss[last]:.4f}, val_acc "
                         + (_fmt_interval(run.val_acc[last], run.n_val) if run.n_val else f"{run.val_acc[last]:.4f}"))
