@@ -91,7 +91,7 @@ def train(overrides: list[str], limit: int | None = None) -> dict:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=None, help="default: deeprecipe's (15)")
+    ap.add_argument("--epochs", type=int, default=None, help="default: deeprecipe's train.epochs")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N images of each split (smoke tests)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--json", default=None)

@@ -2,11 +2,12 @@
 
 PIL images, torchvision per-image transforms (RandomCrop with padding, ToTensor, Normalize), a
 DataLoader, fp32 NCHW; the same model, optimizer (AdamW, no decay on bias/norm), one-cycle schedule
-(torch.optim.lr_scheduler.OneCycleLR), batch size, epochs and split as `deeprecipe train`'s default.
+(torch.optim.lr_scheduler.OneCycleLR), label smoothing, batch size, epochs and split as `deeprecipe train`'s
+default (its numbers are read from deeprecipe's config defaults, so the two cannot drift apart).
 Only the data source, the split indices and the model builder come from deeprecipe, so that both
 sides train the same network on the same images.
 
-    python benchmarks/reference.py --epochs 15 --json out.json
+    python benchmarks/reference.py --epochs 8 --json out.json
 
 Timing: `seconds` counts training plus the per-epoch validation pass (as a tutorial does); the
 per-epoch test evaluation that measures time-to-accuracy is excluded from the clock.
@@ -27,6 +28,7 @@ from torchvision import transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's deeprecipe, not an installed one
 from benchmarks.common import emit, limit_parts, timed_epoch  # noqa: E402
+from deeprecipe.config import resolve_config  # noqa: E402
 from deeprecipe.data.sources import load_source
 from deeprecipe.data.split import split_indices
 from deeprecipe.models import create_model
@@ -81,8 +83,13 @@ def accuracy(model: nn.Module, loader: DataLoader) -> float:
     return correct / max(1, total)
 
 
-def train(epochs: int = 15, batch_size: int = 64, lr: float = 5e-3, weight_decay: float = 5e-4, seed: int = 0,
-          workers: int = 0, limit: int | None = None, threads: int | None = None, eval_test_every_epoch: bool = True) -> dict:
+DEFAULTS = resolve_config(None, [])
+
+
+def train(epochs: int = DEFAULTS.train.epochs, batch_size: int = DEFAULTS.train.batch_size,
+          lr: float = DEFAULTS.optim.lr, weight_decay: float = DEFAULTS.optim.weight_decay, seed: int = 0,
+          workers: int = 0, limit: int | None = None, threads: int | None = None, eval_test_every_epoch: bool = True,
+          label_smoothing: float = DEFAULTS.regularize.label_smoothing) -> dict:
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -94,7 +101,7 @@ def train(epochs: int = 15, batch_size: int = 64, lr: float = 5e-3, weight_decay
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
                                                     pct_start=max(0.25, 2.5 / total_steps),  # ≥ 2 rising steps (smoke runs)
                                                     div_factor=25.0, final_div_factor=1e4, cycle_momentum=False)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
 
     def step(x, y):
         loss = loss_fn(model(x), y)
@@ -122,8 +129,8 @@ def train(epochs: int = 15, batch_size: int = 64, lr: float = 5e-3, weight_decay
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=15)
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--epochs", type=int, default=DEFAULTS.train.epochs)
+    ap.add_argument("--batch-size", type=int, default=DEFAULTS.train.batch_size)
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--limit", type=int, default=None, help="use only the first N images of each split (smoke tests)")
     ap.add_argument("--threads", type=int, default=None)

@@ -1,6 +1,6 @@
 """Time-to-accuracy, deeprecipe's default vs the plain-PyTorch reference, side by side.
 
-    python benchmarks/run.py                    # 2 repeats of both, 15 epochs each (~10 min on 2 cores)
+    python benchmarks/run.py                    # 2 repeats of both, the default epochs (8), then the peers (~10 min on 2 cores)
     python benchmarks/run.py --repeats 3
     python benchmarks/run.py --epochs 1 --limit 256 --repeats 1    # a smoke test
 
@@ -156,7 +156,7 @@ def run_gpu(args) -> dict | None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--epochs", type=int, default=None, help="default: both pipelines' default (15)")
+    ap.add_argument("--epochs", type=int, default=None, help="default: both pipelines' default (deeprecipe's train.epochs)")
     ap.add_argument("--limit", type=int, default=None, help="first N images of each split (smoke tests)")
     ap.add_argument("--set", dest="deeprecipe_set", action="append", default=[], metavar="KEY=VALUE",
                     help="pass --set KEY=VALUE to deeprecipe's side (e.g. train.precision=fp32)")

@@ -118,6 +118,20 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _setup_recalibrate(p):
+    p.add_argument("run", help="a run folder (or one of its checkpoint files)")
+    p.add_argument("--checkpoint", default="best.pt", help="which checkpoint of the run (best.pt, last.pt)")
+    p.add_argument("--batch-size", type=int, default=256, help="images per batch while re-estimating")
+
+
+@command("recalibrate", "re-estimate batch-norm statistics on the clean training data; saves *_recalibrated.pt "
+                        "beside the checkpoint, accuracy before/after as JSON", _setup_recalibrate)
+def cmd_recalibrate(args) -> int:
+    from .recalibrate import recalibrate_run
+    print(json.dumps(recalibrate_run(args.run, args.checkpoint, args.batch_size)))
+    return 0
+
+
 def _setup_predict(p):
     p.add_argument("run")
     p.add_argument("images", nargs="+")

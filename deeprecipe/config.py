@@ -101,6 +101,8 @@ class OptimConfig(_Section):
     weight_decay: float = Field(5e-4, ge=0.0)
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0.0)
+    alpha: float = Field(0.99, gt=0.0, lt=1.0, description="RMSprop's ρ: decay of its running mean of squared "
+                                                             "gradients (torch's alpha; Hinton's lectures use 0.9)")
     no_decay_bias_norm: bool = True
 
 
@@ -114,10 +116,13 @@ class ScheduleConfig(_Section):
     gamma: float = Field(0.1, gt=0.0)
     pct_start: float = Field(0.25, gt=0.0, lt=1.0)
     patience: int = Field(3, ge=0)
+    monitor: Literal["val_loss", "val_acc", "train_loss", "train_acc"] = Field(
+        "val_loss", description="for 'plateau': the epoch metric watched (losses must fall, accuracies rise); "
+                                "without a validation split the training one of the same kind")
 
 
 class RegularizeConfig(_Section):
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
     l1: float = Field(0.0, ge=0.0)
     l2: float = Field(0.0, ge=0.0, description="L2 penalty added to the loss (coupled), unlike optim.weight_decay")
     max_norm: float | None = Field(None, gt=0.0)
@@ -134,7 +139,7 @@ class RegularizeConfig(_Section):
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(15, ge=1)
+    epochs: int = Field(8, ge=1)
     batch_size: int = Field(64, ge=1)
     eval_batch_size: int = Field(512, ge=1)
     seed: int = 0

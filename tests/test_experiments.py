@@ -4,11 +4,13 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
+import torch
 
 from deeprecipe.experiments.registry import list_experiments, run_experiment
 
-OWN = ["init", "activations", "normalization", "regularization", "degradation", "depth-grid"]
+OWN = ["init", "activations", "normalization", "regularization", "degradation", "depth-grid", "memorization"]
 
 
 # ---- registry and CLI -----------------------------------------------------------------------------------------------
@@ -78,7 +80,9 @@ def activations(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def normalization(tmp_path_factory):
-    return _quick("normalization", tmp_path_factory.mktemp("normalization"))
+    """The full version: the batch-2 claims need all the digits and equal epochs (minutes)."""
+    result, out = run_experiment("normalization", quick=False, out=tmp_path_factory.mktemp("normalization"))
+    return result
 
 
 def _reach(result) -> dict:
@@ -104,21 +108,66 @@ def test_activations_relu_trains_faster_than_tanh(activations):
     assert activations.checks["relu at least as fast as tanh"]
 
 
+def _norm_acc(result) -> dict:
+    return {(r["compare"], r["norm"], r["batch_size"]): r["test_acc"] for r in result.rows}
+
+
+def test_normalization_quick_compares_equal_epochs_and_equal_steps_and_recalibrates(tmp_path):
+    result = _quick("normalization", tmp_path)
+    rows = {(r["compare"], r["norm"], r["batch_size"]): r for r in result.rows}
+    assert len(rows) == 9
+    big, small = rows[("equal epochs", "batch", 64)], rows[("equal epochs", "batch", 2)]
+    assert small["images_seen"] == big["images_seen"] and small["steps"] > 20 * big["steps"]  # equal epochs
+    assert abs(rows[("equal steps", "group", 2)]["steps"] - big["steps"]) <= 0.2 * big["steps"]  # equal steps
+    assert all(isinstance(r["test_acc_bn_recalibrated"], float) == (r["norm"] == "batch" and r["batch_size"] == 2)
+               for r in result.rows)
+
+
 @pytest.mark.slow
 def test_normalization_batch_norm_beats_no_norm(normalization):
-    acc = {(r["norm"], r["batch_size"]): r["test_acc"] for r in normalization.rows}
-    assert acc[("batch", 64)] > acc[("none", 64)]
-    steps = {r["batch_size"]: r["steps"] for r in normalization.rows}
-    assert abs(steps[2] - steps[64]) <= 0.2 * steps[64]              # compared at (about) equal steps
+    acc = _norm_acc(normalization)
+    assert acc[("equal epochs", "batch", 64)] > acc[("equal epochs", "none", 64)]
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="batch 2: group norm does not train in the steps batch 64 gets "
-                                        "(docs/experiments.md), so BN-vs-GN at batch 2 is not shown; needs a redesign")
-def test_normalization_batch_norm_degrades_at_batch_2_group_norm_does_not(normalization):
-    acc = {(r["norm"], r["batch_size"]): r["test_acc"] for r in normalization.rows}
-    assert acc[("group", 2)] > 0.5, acc                               # group norm trains at batch 2
-    assert acc[("batch", 64)] - acc[("batch", 2)] > acc[("group", 64)] - acc[("group", 2)], acc
+def test_normalization_at_equal_epochs_batch_norm_drops_more_than_group_norm_at_batch_2(normalization):
+    acc = _norm_acc(normalization)
+    assert acc[("equal epochs", "group", 2)] > 0.5, acc                  # group norm trains at batch 2
+    drop = {n: acc[("equal epochs", n, 64)] - acc[("equal epochs", n, 2)] for n in ("batch", "group")}
+    assert drop["batch"] > drop["group"], acc
+
+
+# ---- memorisation -----------------------------------------------------------------------------------------------------
+def test_random_labels_permute_only_the_training_labels():
+    from deeprecipe.data.split import split_indices
+    from deeprecipe.experiments.common import digits_subset
+    from deeprecipe.experiments.memorization import with_random_labels
+    ds = digits_subset(per_class=20)
+    splits = split_indices(ds.labels.numpy(), 0.2, 0.3, 0)
+    rand = with_random_labels(ds, splits)
+    train = torch.from_numpy(splits["train"]).long()
+    held = torch.from_numpy(np.concatenate([splits["val"], splits["test"]])).long()
+    assert torch.equal(rand.labels[held], ds.labels[held]) and rand.splits is splits
+    assert torch.equal(rand.labels[train].bincount(), ds.labels[train].bincount())   # classes stay balanced
+    assert (rand.labels[train] != ds.labels[train]).float().mean() > 0.7             # most labels are now wrong
+
+
+def test_memorization_quick_fits_random_labels_without_learning_anything(tmp_path):
+    result = _quick("memorization", tmp_path)
+    by = {r["labels"]: r for r in result.rows}
+    assert set(by) == {"true labels", "random labels"}
+    assert by["random labels"]["test_acc"] < 0.25                         # chance is 0.1
+    assert by["true labels"]["test_acc"] > by["random labels"]["test_acc"]
+
+
+@pytest.mark.slow
+def test_memorization_random_labels_are_fitted_more_slowly_and_test_stays_at_chance(tmp_path):
+    result, _ = run_experiment("memorization", quick=False, out=tmp_path)
+    by = {r["labels"]: r for r in result.rows}
+    fit_true, fit_random = by["true labels"]["epochs_to_95%_train_acc"], by["random labels"]["epochs_to_95%_train_acc"]
+    assert fit_true is not None and fit_random is not None and fit_random > fit_true, (fit_true, fit_random)
+    assert by["random labels"]["test_acc"] < 0.2 and by["true labels"]["test_acc"] > 0.8
+    assert all(result.checks.values()), result.checks
 
 
 @pytest.mark.slow

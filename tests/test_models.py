@@ -13,7 +13,7 @@ from conftest import randomise_bn_stats
 from deeprecipe.cli import main
 from deeprecipe.errors import DeepRecipeError
 from deeprecipe.models import create_model, list_models, model_knobs
-from deeprecipe.models.layers import ACTIVATIONS, NORMS, DropConnectLinear, dropout_layer, init_weights
+from deeprecipe.models.layers import ACTIVATIONS, NORMS, DropConnectLinear, dropout_layer, init_weights, matched_init, norm2d
 from deeprecipe.models.summary import build_on_meta, count_flops, count_params, layer_table
 from deeprecipe.models.torchvision_compat import convert_torchvision_state_dict
 
@@ -224,6 +224,32 @@ def test_model_init_knob_reaches_every_layer():
     assert conv.weight.var().item() == pytest.approx(1 / fan_in, rel=0.1)
 
 
+@pytest.mark.parametrize("name, knobs", [("mlp", {"width": 400, "depth": 2}), ("convnet", {"widths": [16, 32, 400]}),
+                                         ("resnet18", {})])
+@pytest.mark.parametrize("act, variance", [("selu", lambda fi, fo: 1.0 / fi), ("tanh", lambda fi, fo: 2.0 / (fi + fo)),
+                                           ("sigmoid", lambda fi, fo: 2.0 / (fi + fo)), ("relu", lambda fi, fo: 2.0 / fi),
+                                           ("gelu", lambda fi, fo: 2.0 / fi)])
+def test_unset_init_is_matched_to_the_activation(name, knobs, act, variance):
+    """LeCun for SELU, Xavier for tanh/sigmoid, He for the ReLU family; torchvision nets too once their activation
+    is swapped."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, in_chans=1, input_size=28, activation=act, **knobs)
+    layer = max((m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))), key=lambda m: m.weight.numel())
+    fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(layer.weight)
+    assert layer.weight.var().item() == pytest.approx(variance(fan_in, fan_out), rel=0.05)
+
+
+def test_matched_init_names_the_activation_and_keeps_torch_init_without_one():
+    assert matched_init(create_model("mlp", activation="selu")) == "lecun"
+    assert matched_init(create_model("convnet", activation="tanh")) == "xavier"
+    assert matched_init(create_model("convnet", activation="leaky_relu")) == "he"
+    torch.manual_seed(0)
+    linear_only = nn.Sequential(nn.Linear(300, 300))
+    before = linear_only[0].weight.clone()
+    init_weights(linear_only, "auto")
+    assert torch.equal(before, linear_only[0].weight)
+
+
 # ---------------------------------------------------------------------------------------------- dropout kinds
 def test_dropconnect_drops_weights_in_training_and_averages_to_eval():
     torch.manual_seed(0)
@@ -329,3 +355,24 @@ def test_group_norm_keeps_at_least_four_channels_a_group():
         gn = norm2d("group", channels)
         assert channels // gn.num_groups >= 4 and gn.num_groups > 1  # neither instance norm nor layer norm
     assert norm2d("group", 256).num_groups == 32  # Wu & He's default where the width allows it
+
+
+@pytest.mark.parametrize("kind", ["layer", "instance", "group"])
+def test_group_norms_give_torch_results_in_channels_last_and_keep_the_layout(kind):
+    """The per-sample norms compute channels_last CPU inputs in the contiguous layout (torch's channels_last
+    kernel is slow for small groups): same outputs and gradients as nn.GroupNorm, output still channels_last."""
+    torch.manual_seed(0)
+    ours = norm2d(kind, 16)
+    ref = nn.GroupNorm(ours.num_groups, 16)
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(4, 16, 9, 9).contiguous(memory_format=torch.channels_last)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = ours(a)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(out, ref(b), atol=1e-5)
+    weight = torch.randn_like(out)
+    (out * weight).sum().backward()
+    (ref(b) * weight).sum().backward()
+    assert torch.allclose(a.grad, b.grad, atol=1e-5)
+    # each sample normalised on its own: the other sample in the batch does not matter
+    assert torch.allclose(ours(x[:1]), out[:1], atol=1e-5)

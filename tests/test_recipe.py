@@ -19,7 +19,7 @@ from deeprecipe.config import resolve_config
 from deeprecipe.errors import DeepRecipeError
 from deeprecipe.recipe.lr_find import run_lr_find, suggest_lr
 from deeprecipe.recipe.pipeline import run_recipe
-from deeprecipe.recipe.sanity import check_overfit, run_doctor
+from deeprecipe.recipe.sanity import check_init_match, check_overfit, run_doctor
 from deeprecipe.recipe.search import parse_space, run_search
 from deeprecipe.train.diagnose import diagnose
 
@@ -76,13 +76,13 @@ def test_diagnose_is_stored_in_the_summary(tmp_path, mnist_small_npz):
     history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(history) == 2
     # The stored diagnosis is the one the run's full metrics give, numbers and all, judged with the class
-    # count, the validation images behind val_acc and the schedule, all recorded.
+    # count, the validation images behind val_acc, the schedule and the label smoothing, all recorded.
     assert saved["diagnosis"] == diagnose(history, num_classes=10, val_images=saved["sizes"]["val"],
-                                          schedule="onecycle")
+                                          schedule="onecycle", label_smoothing=0.1)
     assert saved["diagnosis"]["verdict"] in ("underfitting", "not converged")  # two epochs: too few to tell which
     assert saved["diagnosis"]["advice"]
     assert saved["diagnosis"]["context"] == {"num_classes": 10, "val_images": saved["sizes"]["val"],
-                                             "schedule": "onecycle", "label_smoothing": 0.0}
+                                             "schedule": "onecycle", "label_smoothing": 0.1}
     report = (tmp_path / "run" / "report.html").read_text()
     assert f'class="verdict">{saved["diagnosis"]["verdict"]}<' in report
 
@@ -95,9 +95,33 @@ def default_session():
 
 def test_doctor_passes_on_the_default_setup(default_session):
     checks = run_doctor(default_session)
-    assert [c.name for c in checks] == ["data", "initial loss", "initial predictions", "layer health",
-                                        "overfit 50 samples"]
-    assert all(c.passed for c in checks), [(c.name, c.measured) for c in checks]
+    assert [c.name for c in checks] == ["data", "init vs activation", "initial loss", "initial predictions",
+                                        "layer health", "overfit 50 samples"]
+    assert all(c.passed and not c.warning for c in checks), [(c.name, c.measured) for c in checks]
+    assert "zero outputs after ReLU up to" in checks[4].measured
+
+
+@pytest.mark.parametrize("init, act, warned", [("he", "tanh", True), ("xavier_uniform", "relu", True),
+                                               ("lecun", "selu", False), ("he_uniform", "gelu", False)])
+def test_doctor_warns_when_the_explicit_init_does_not_match_the_activation(default_session, init, act, warned):
+    cfg = resolve_config(None, [f"model.init={init}", f"model.activation={act}"])
+    check = check_init_match(cfg, build_model(cfg, 10, default_session.data.input_shape))
+    assert check.passed and check.warning == warned and check.status == ("warn" if warned else "pass")
+    assert ("model.init=" in check.fix) == warned
+
+
+def test_doctor_flags_dead_relus(default_session):
+    s = default_session
+
+    def dead():  # a large negative shift before the first ReLU zeroes it, and everything after it
+        model = build_model(s.cfg, 10, s.data.input_shape)
+        first_norm = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+        nn.init.constant_(first_norm.bias, -100.0)
+        return model
+
+    checks = run_doctor(s, dead, include_overfit=False)
+    health = next(c for c in checks if c.name == "layer health")
+    assert not health.passed and "dead ReLUs" in health.measured and "leaky_relu" in health.fix
 
 
 class _Scaled(nn.Module):

@@ -126,12 +126,13 @@ def test_resume_refuses_to_overwrite_a_finished_run(small_run):
 
 
 @pytest.mark.slow
-def test_default_train_reaches_98_percent(tmp_path):
-    """The issue's acceptance: `deeprecipe train` with no arguments, ≥ 0.98 in under 2 minutes here."""
+def test_default_train_reaches_98_5_percent(tmp_path):
+    """`deeprecipe train` with no arguments reaches ≥ 0.985 test accuracy (its time is in docs/performance.md)."""
     proc = run_cli("train", "--out", str(tmp_path / "default"), timeout=600)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "default" / "summary.json").read_text())
-    assert summary["test_acc"] >= 0.98
+    assert summary["test_acc"] >= 0.985
+    assert summary["diagnosis"]["verdict"] == "healthy", summary["diagnosis"]
 
 
 @pytest.mark.slow

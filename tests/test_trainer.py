@@ -133,6 +133,23 @@ def test_plateau_min_delta_max_mode_and_counter_reset():
     assert acc.best == 0.56 and acc.factor == pytest.approx(0.01)  # 0.54 and 0.4 are no gain in accuracy
 
 
+@pytest.mark.parametrize("monitor, pick", [("val_acc", max), ("train_loss", min)])
+def test_plateau_watches_the_configured_metric(tiny_npz, monitor, pick):
+    t = make_trainer(tiny_npz, ["schedule.name=plateau", "schedule.patience=0", f"schedule.monitor={monitor}",
+                                "train.epochs=3", "optim.lr=1e-2"])
+    history = t.fit().history
+    assert t.plateau.mode == ("max" if monitor.endswith("acc") else "min")
+    assert t.plateau.best == pick(r[monitor] for r in history)
+
+
+def test_rmsprop_rho_and_plateau_monitor_are_validated_config_keys(tiny_npz):
+    t = make_trainer(tiny_npz, ["optim.name=rmsprop", "optim.alpha=0.9"])
+    assert all(g["alpha"] == 0.9 for g in t.optimizer.param_groups)
+    for bad in ("optim.alpha=1", "optim.alpha=0", "schedule.monitor=val_f1"):
+        with pytest.raises(DeepRecipeError, match=bad.partition("=")[0].split(".")[1]):
+            resolve_config(None, [bad])
+
+
 def test_unknown_schedule_is_a_clear_error():
     from types import SimpleNamespace
     with pytest.raises(DeepRecipeError, match="unknown schedule 'nope'") as err:

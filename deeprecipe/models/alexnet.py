@@ -48,7 +48,7 @@ def min_input_size(cfg) -> int:
 class AlexNet(Classifier):
     def __init__(self, cfg, num_classes: int = 1000, in_chans: int = 3, width_mult: float = 1.0,
                  fc_width: int = 4096, pool_size: int = 6, norm: str | None = "lrn", activation: str | None = "relu",
-                 dropout: float = 0.5, dropout_kind: str = "standard", init: str | None = None):
+                 dropout: float = 0.5, dropout_kind: str = "standard", init: str | None = "auto"):
         if width_mult <= 0 or fc_width < 1 or pool_size < 1:
             raise ValueError("width_mult, fc_width and pool_size must be positive")
         norm = "none" if norm is None else norm
@@ -92,7 +92,7 @@ def _build(variant: str, name: str, num_classes, in_chans, input_size, **knobs) 
 @register_model
 def alexnet(num_classes: int = 1000, in_chans: int = 3, input_size: int | None = None, width_mult: float = 1.0,
             fc_width: int = 4096, norm: str | None = "lrn", activation: str | None = "relu",
-            dropout: float | None = 0.5, dropout_kind: str | None = "standard", init: str | None = None) -> AlexNet:
+            dropout: float | None = 0.5, dropout_kind: str | None = "standard", init: str | None = "auto") -> AlexNet:
     return _build("imagenet", "alexnet", num_classes, in_chans, input_size, width_mult=width_mult, fc_width=fc_width,
                   pool_size=6, norm=norm, activation=activation, dropout=dropout, dropout_kind=dropout_kind, init=init)
 
@@ -101,7 +101,7 @@ def alexnet(num_classes: int = 1000, in_chans: int = 3, input_size: int | None =
 def alexnet_small(num_classes: int = 10, in_chans: int = 3, input_size: int | None = None, width_mult: float = 1.0,
                   fc_width: int = 1024, norm: str | None = "lrn", activation: str | None = "relu",
                   dropout: float | None = 0.5, dropout_kind: str | None = "standard",
-                  init: str | None = "he") -> AlexNet:
+                  init: str | None = "auto") -> AlexNet:
     return _build("small", "alexnet_small", num_classes, in_chans, input_size, width_mult=width_mult,
                   fc_width=fc_width, pool_size=3, norm=norm, activation=activation, dropout=dropout,
                   dropout_kind=dropout_kind, init=init)

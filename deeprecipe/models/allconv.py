@@ -61,6 +61,6 @@ class AllConvNet(Classifier):
 @register_model
 def allconvnet(num_classes: int = 10, in_chans: int = 3, input_size: int | None = None, width_mult: float = 1.0,
                norm: str | None = "batch", activation: str | None = "relu", dropout: float | None = 0.5,
-               init: str | None = "he") -> AllConvNet:
+               init: str | None = "auto") -> AllConvNet:
     check_input_size("allconvnet", input_size, 12)
     return AllConvNet(num_classes, in_chans, width_mult, norm, activation, check_dropout(dropout), init)

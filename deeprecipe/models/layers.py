@@ -18,8 +18,18 @@ ACTIVATIONS = {
     "selu": lambda: nn.SELU(inplace=True), "gelu": nn.GELU, "silu": lambda: nn.SiLU(inplace=True),
 }
 DROPOUTS = ("standard", "spatial", "dropconnect")
-INITS = ("default", "xavier", "xavier_normal", "xavier_uniform", "he", "he_normal", "he_uniform",
+INITS = ("auto", "default", "xavier", "xavier_normal", "xavier_uniform", "he", "he_normal", "he_uniform",
          "lecun", "lecun_normal", "lecun_uniform")
+
+
+# The init each activation's variance argument was made for: LeCun for SELU (Klambauer et al. 2017), Xavier for the
+# saturating tanh/sigmoid (Glorot & Bengio 2010), He for the ReLU family (He et al. 2015), whose half-zeroed
+# outputs halve the variance.
+MATCHED_INIT = {"selu": "lecun", "tanh": "xavier", "sigmoid": "xavier", "relu": "he", "leaky_relu": "he",
+                "elu": "he", "gelu": "he", "silu": "he"}
+_ACTIVATION_TYPES = {nn.SELU: "selu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.ReLU: "relu", nn.ReLU6: "relu",
+                     nn.LeakyReLU: "leaky_relu", nn.PReLU: "leaky_relu", nn.ELU: "elu", nn.GELU: "gelu",
+                     nn.SiLU: "silu", nn.Hardswish: "silu", nn.Mish: "silu"}
 
 
 def _choice(kind: str, value, options) -> str:
@@ -27,6 +37,22 @@ def _choice(kind: str, value, options) -> str:
     if value not in options:
         raise ValueError(f"{kind} {value!r} is not one of {', '.join(options)}")
     return value
+
+
+class GroupNorm(nn.GroupNorm):
+    """nn.GroupNorm that normalises channels_last inputs on the CPU in the contiguous layout.
+
+    PyTorch's CPU kernel for channels_last group norm strides across the channel dimension, which is slow when a
+    group holds few channels: measured on a 2-core AVX2 CPU (64×16×28×28, forward + backward, CPU time),
+    GroupNorm(16, 16) took 25 ms channels_last against 4.3 ms contiguous (batch norm: 17 ms), which made instance
+    norm train ~6× slower than batch norm. Two layout copies cost far less. Same parameters and state-dict keys.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and x.dim() == 4 and not x.is_contiguous() \
+                and x.is_contiguous(memory_format=torch.channels_last):
+            return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last)
+        return super().forward(x)
 
 
 def norm2d(kind: str | None, channels: int, groups: int = 32) -> nn.Module:
@@ -37,16 +63,16 @@ def norm2d(kind: str | None, channels: int, groups: int = 32) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "layer":   # normalise over (C, H, W) per sample
-        return nn.GroupNorm(1, channels)
+        return GroupNorm(1, channels)
     if kind == "instance":
-        return nn.GroupNorm(channels, channels)
+        return GroupNorm(channels, channels)
     if kind == "group":
         # Wu & He's 32 groups, but never fewer than 4 channels a group: with 1 channel a group, group norm on a
         # narrow layer would silently be instance norm.
         g = math.gcd(channels, groups) or 1
         while g > 1 and channels // g < 4:
             g //= 2
-        return nn.GroupNorm(g, channels)
+        return GroupNorm(g, channels)
     return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)  # AlexNet 2012
 
 
@@ -65,13 +91,38 @@ def activation(name: str | None) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
-def init_weights(module: nn.Module, scheme: str | None, nonlinearity: str = "relu") -> None:
+def model_activation(module: nn.Module) -> str | None:
+    """The activation a model mostly uses (by count of activation modules), or None when it has none."""
+    counts: dict[str, int] = {}
+    for m in module.modules():
+        name = _ACTIVATION_TYPES.get(type(m))
+        if name:
+            counts[name] = counts.get(name, 0) + 1
+    return max(counts, key=counts.get) if counts else None
+
+
+def init_family(scheme: str | None) -> str | None:
+    """'he_uniform' → 'he'; None for 'default'/'auto'/unset."""
+    family = str(scheme or "default").lower().partition("_")[0]
+    return family if family in ("xavier", "he", "lecun") else None
+
+
+def matched_init(module: nn.Module) -> str:
+    """The init matched to the model's activation ('default' when it has no activation module)."""
+    act = model_activation(module)
+    return MATCHED_INIT.get(act, "default") if act else "default"
+
+
+def init_weights(module: nn.Module, scheme: str | None) -> None:
     """Re-initialise conv/linear weights with the named scheme; biases to zero.
 
     xavier: σ² = 2/(fan_in+fan_out); he: σ² = 2/fan_in; lecun: σ² = 1/fan_in (normal or uniform).
-    'default' keeps PyTorch's own initialisation.
+    'auto' picks the one matched to the model's activation (`matched_init`); 'default' keeps PyTorch's own
+    initialisation.
     """
     scheme = _choice("init", scheme or "default", INITS)
+    if scheme == "auto":
+        scheme = matched_init(module)
     if scheme == "default":
         return
     family, _, dist = scheme.partition("_")

@@ -20,7 +20,7 @@ from .registry import register_model
 
 class LeNet5(Classifier):
     def __init__(self, num_classes: int = 10, in_chans: int = 1, input_size: int = 28, norm: str | None = None,
-                 activation: str | None = "relu", dropout: float = 0.0, init: str | None = None, pool: str = "max",
+                 activation: str | None = "relu", dropout: float = 0.0, init: str | None = "auto", pool: str = "max",
                  dropout_kind: str = "standard"):
         if pool not in ("max", "avg"):
             raise ValueError("pool must be 'max' or 'avg'")
@@ -47,7 +47,7 @@ class LeNet5(Classifier):
 
 @register_model
 def lenet5(num_classes: int = 10, in_chans: int = 1, input_size: int = 28, norm: str | None = None,
-           activation: str | None = "relu", dropout: float | None = 0.0, init: str | None = None,
+           activation: str | None = "relu", dropout: float | None = 0.0, init: str | None = "auto",
            pool: str = "max", dropout_kind: str | None = "standard") -> LeNet5:
     return LeNet5(num_classes, in_chans, input_size, norm, activation, check_dropout(dropout), init, pool,
                   check_dropout_kind(dropout_kind))

@@ -18,7 +18,7 @@ from .registry import register_model
 class MLP(Classifier):
     def __init__(self, num_classes: int, in_features: int, depth: int = 2, width: int = 256,
                  norm: str | None = None, activation: str | None = "relu", dropout: float = 0.0,
-                 init: str | None = None, dropout_kind: str = "standard"):
+                 init: str | None = "auto", dropout_kind: str = "standard"):
         if depth < 0 or width < 1:
             raise ValueError("depth must be ≥ 0 and width ≥ 1")
         stages: "OrderedDict[str, nn.Module]" = OrderedDict(flatten=nn.Flatten())
@@ -36,7 +36,7 @@ class MLP(Classifier):
 @register_model
 def mlp(num_classes: int = 10, in_chans: int = 1, input_size: int = 28, depth: int = 2, width: int = 256,
         norm: str | None = None, activation: str | None = "relu", dropout: float | None = 0.0,
-        init: str | None = None, dropout_kind: str | None = "standard") -> MLP:
+        init: str | None = "auto", dropout_kind: str | None = "standard") -> MLP:
     kind = check_dropout_kind(dropout_kind, ("standard", "dropconnect"))
     return MLP(num_classes, in_chans * input_size * input_size, depth, width, norm, activation,
                check_dropout(dropout), init, kind)

@@ -47,6 +47,6 @@ class NiN(Classifier):
 @register_model
 def nin(num_classes: int = 10, in_chans: int = 3, input_size: int | None = None, width_mult: float = 1.0,
         norm: str | None = "batch", activation: str | None = "relu", dropout: float | None = 0.5,
-        init: str | None = "he") -> NiN:
+        init: str | None = "auto") -> NiN:
     check_input_size("nin", input_size, 8)
     return NiN(num_classes, in_chans, width_mult, norm, activation, check_dropout(dropout), init)

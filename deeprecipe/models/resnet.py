@@ -102,7 +102,7 @@ class ResNet(Classifier):
     def __init__(self, block: type[BasicBlock], layers: list[int], widths: list[int], num_classes: int,
                  in_chans: int, stem: str = "imagenet", shortcut: str = "conv", residual: bool = True,
                  norm: str | None = "batch", activation: str | None = "relu", dropout: float = 0.0,
-                 dropout_kind: str = "standard", init: str | None = "he", zero_init_residual: bool = False):
+                 dropout_kind: str = "standard", init: str | None = "auto", zero_init_residual: bool = False):
         norm = "none" if norm is None else norm
         if stem not in ("imagenet", "small") or shortcut not in ("pad", "conv"):
             raise ValueError("stem must be 'imagenet' or 'small'; shortcut 'pad' or 'conv'")
@@ -168,7 +168,7 @@ def _register_imagenet(name: str):
 
     def builder(num_classes: int = 1000, in_chans: int = 3, width: int = 64, stem: str = "imagenet",
                 norm: str | None = "batch", activation: str | None = "relu", dropout: float | None = 0.0,
-                dropout_kind: str | None = "standard", init: str | None = "he",
+                dropout_kind: str | None = "standard", init: str | None = "auto",
                 zero_init_residual: bool = False) -> ResNet:
         if width < 1:
             raise ValueError("width must be ≥ 1")
@@ -200,12 +200,12 @@ def _register_cifar(depth: int):
 
     def resnet(num_classes: int = 10, in_chans: int = 3, width: int = 16, shortcut: str = "pad",
                norm: str | None = "batch", activation: str | None = "relu", dropout: float | None = 0.0,
-               dropout_kind: str | None = "standard", init: str | None = "he") -> ResNet:
+               dropout_kind: str | None = "standard", init: str | None = "auto") -> ResNet:
         return _cifar(depth, True, num_classes, in_chans, width, shortcut, norm, activation, dropout, dropout_kind, init)
 
     def plain(num_classes: int = 10, in_chans: int = 3, width: int = 16, norm: str | None = "batch",
               activation: str | None = "relu", dropout: float | None = 0.0, dropout_kind: str | None = "standard",
-              init: str | None = "he") -> ResNet:
+              init: str | None = "auto") -> ResNet:
         return _cifar(depth, False, num_classes, in_chans, width, "pad", norm, activation, dropout, dropout_kind, init)
 
     _named(resnet, f"resnet{depth}", doc.format("resnet", "; shortcut 'pad' (option A) or 'conv' (option B)"))

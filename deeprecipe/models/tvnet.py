@@ -9,7 +9,8 @@ Knobs act on the built network without moving any module (state-dict paths stay 
   * in_chans: the stem convolution is replaced by one with that many input channels;
   * norm: every BatchNorm2d becomes `layers.norm2d(norm, C)`;
   * activation: every activation module (ReLU, ReLU6, Hardswish, SiLU, GELU) becomes `layers.activation`;
-  * init: `layers.init_weights` (unset keeps torchvision's own initialisation);
+  * init: `layers.init_weights` (unset keeps torchvision's own initialisation, unless the activation is swapped:
+    then the init matched to the new activation);
   * dropout: the rate before the final linear layer (torchvision's `dropout` argument where it has one).
 A family whose design rules a knob out leaves it out of its signature and says why in `refused`.
 """
@@ -147,6 +148,8 @@ def apply_knobs(model: TorchvisionNet, in_chans: int, norm: str | None = None, a
         for m in model.modules():  # sigmoid/tanh backward needs their output: no in-place dropout after them
             if isinstance(m, nn.Dropout):
                 m.inplace = False
+    if init is None and activation is not None:
+        init = "auto"  # torchvision's init suits its own activation; a swapped one gets the init matched to it
     if init is not None:
         init_weights(model, init)
     return model

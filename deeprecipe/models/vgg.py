@@ -51,7 +51,7 @@ class VGG(Classifier):
 
     def __init__(self, cfg: list[list[int]], num_classes: int = 1000, in_chans: int = 3, norm: str = "none",
                  activation: str | None = "relu", dropout: float = 0.5, dropout_kind: str = "standard",
-                 init: str | None = "he", fc_width: int = 4096, pool_size: int = 7):
+                 init: str | None = "auto", fc_width: int = 4096, pool_size: int = 7):
         if fc_width < 1 or pool_size < 1:
             raise ValueError("fc_width and pool_size must be positive")
         stages, c_out = conv_blocks(cfg, in_chans, norm, activation, True, dropout_kind, dropout)
@@ -93,7 +93,7 @@ def _vgg(name: str, batch_norm: bool, num_classes, in_chans, input_size, width_m
 def _register_vgg(name: str, batch_norm: bool):
     def builder(num_classes: int = 1000, in_chans: int = 3, input_size: int | None = None, width_mult: float = 1.0,
                 fc_width: int = 4096, norm: str | None = None, activation: str | None = "relu",
-                dropout: float | None = 0.5, dropout_kind: str | None = "standard", init: str | None = "he") -> VGG:
+                dropout: float | None = 0.5, dropout_kind: str | None = "standard", init: str | None = "auto") -> VGG:
         return _vgg(name, batch_norm, num_classes, in_chans, input_size, width_mult, norm, fc_width=fc_width,
                     activation=activation, dropout=dropout, dropout_kind=dropout_kind, init=init)
     builder.__name__ = builder.__qualname__ = name
@@ -112,7 +112,7 @@ for _depth in (11, 13, 16, 19):
 def vgglike(num_classes: int = 10, in_chans: int = 3, input_size: int | None = None, blocks: int = 3,
             convs: int = 2, width: int = 32, max_width: int = 512, norm: str | None = "batch",
             activation: str | None = "relu", dropout: float | None = 0.0, dropout_kind: str | None = "standard",
-            init: str | None = "he") -> VGGLike:
+            init: str | None = "auto") -> VGGLike:
     check_input_size("vgglike", input_size, 2 ** (blocks - 1))
     return VGGLike(blocks, convs, width, max_width, num_classes, in_chans, norm, activation, check_dropout(dropout),
                    check_dropout_kind(dropout_kind), init)

@@ -43,7 +43,7 @@ class Step:
 
 def _checks_html(checks: list[Check]) -> str:
     return pages.table(["check", "result", "measured", "fix"],
-                      [[c.name, "pass" if c.passed else ("skip" if c.passed is None else "FAIL"), c.measured, c.fix]
+                      [[c.name, c.status, c.measured, c.fix]
                        for c in checks])
 
 

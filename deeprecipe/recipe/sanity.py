@@ -2,7 +2,9 @@
 
 1. data: labels in range, every class present and not badly imbalanced, normalised inputs with mean ≈ 0, std ≈ 1;
 2. initial loss ≈ ln(C), and the untrained model's predictions not collapsed onto one class;
-3. layer health: per-layer activation and gradient statistics on one batch, naming vanishing or exploding layers;
+3. layer health: per-layer activation and gradient statistics on one batch, naming vanishing or exploding layers
+   and ReLU-family layers whose outputs are (almost) all zero; an explicit `model.init` that does not match the
+   activation is a warning (it can still train, only worse);
 4. overfit a small sample (10–100 images) to near-zero loss within a step budget.
 
 Each check returns a `Check` (name, passed, measured value, fix). `run_doctor` runs them in that order and
@@ -20,6 +22,7 @@ from rich.table import Table
 from torch import nn
 
 from ..errors import DeepRecipeError
+from ..models.layers import MATCHED_INIT, init_family, model_activation
 from ..session import Session, build_model
 from ..train.losses import classification_loss, smoothed_loss_floor
 from ..train.trainer import NonFiniteLoss
@@ -41,6 +44,13 @@ class Check:
     passed: bool | None        # None: skipped
     measured: str
     fix: str = ""
+    warning: bool = False      # passed, but worth a look
+
+    @property
+    def status(self) -> str:
+        if self.passed is None:
+            return "skip"
+        return ("warn" if self.warning else "pass") if self.passed else "FAIL"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -107,12 +117,35 @@ def check_initial_loss(session: Session, model: nn.Module) -> list[Check]:
     return [loss_check, spread]
 
 
+def check_init_match(cfg, model: nn.Module) -> Check:
+    """Warn when `model.init` names a scheme made for another activation than the model's."""
+    family, act = init_family(cfg.model.init), model_activation(model)
+    matched = MATCHED_INIT.get(act or "")
+    if family is None or matched is None:
+        how = "matched to the activation (default)" if family is None else "no activation to match"
+        return Check("init vs activation", True, f"init {cfg.model.init or 'auto'}: {how}")
+    if family == matched:
+        return Check("init vs activation", True, f"init {cfg.model.init} suits {act}")
+    return Check("init vs activation", True, f"init {cfg.model.init} is made for {_made_for(family)}, the model uses {act}",
+                 f"use model.init={matched} (or leave model.init unset: the matched init is the default)", warning=True)
+
+
+def _made_for(family: str) -> str:
+    return "/".join(a for a, f in MATCHED_INIT.items() if f == family and a in ("selu", "tanh", "sigmoid", "relu"))
+
+
+RELU_FAMILY = (nn.ReLU, nn.ReLU6, nn.LeakyReLU)
+
+
 def check_layers(session: Session, model: nn.Module) -> Check:
-    """Activation std and dead share after every layer with weights; gradient/weight norm ratio per layer."""
+    """Activation std after every layer with weights; gradient/weight norm ratio per layer; the dead share
+    (exactly-zero outputs) after every ReLU."""
     x, y = _one_batch(session, 128)
     stats: dict[str, dict[str, float]] = {}
     layers = {name: m for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d,
                                                                             nn.BatchNorm1d, nn.LayerNorm, nn.GroupNorm))}
+    relus = {name: m for name, m in model.named_modules() if isinstance(m, RELU_FAMILY)}
+    zeros: dict[str, list[float]] = {}  # a ReLU module reused within a block is called more than once
 
     def hook(name):
         def record(module, inputs, output):
@@ -120,7 +153,13 @@ def check_layers(session: Session, model: nn.Module) -> Check:
             stats.setdefault(name, {})["act_std"] = float(out.std())
         return record
 
+    def dead(name):
+        def record(module, inputs, output):
+            zeros.setdefault(name, []).append(float((output.detach() == 0).float().mean()))
+        return record
+
     handles = [m.register_forward_hook(hook(name)) for name, m in layers.items()]
+    handles += [m.register_forward_hook(dead(name)) for name, m in relus.items()]
     try:
         model.zero_grad(set_to_none=True)
         loss = classification_loss(model(x), y)
@@ -147,15 +186,23 @@ def check_layers(session: Session, model: nn.Module) -> Check:
             problems.append(f"{name}: grad/weight {ratio:.3g} (exploding)")
         elif ratio < VANISH_GRAD:
             problems.append(f"{name}: grad/weight {ratio:.3g} (vanishing)")
+    dead_shares = {name: max(v) for name, v in zeros.items()}
+    # listed first: dead ReLUs pass no gradient, so they are the cause of the vanishing layers before them
+    problems[:0] = [f"{name}: {share:.0%} of outputs are zero (dead ReLUs)"
+                    for name, share in dead_shares.items() if share > DEAD_FRACTION]
     model.zero_grad(set_to_none=True)
     if not ratios and not problems:
         return Check("layer health", False, "no trainable layer received a gradient",
                      "unfreeze the model (requires_grad) or check the loss is connected to it")
     span = f"grad/weight from {min(ratios):.2g} to {max(ratios):.2g} over {len(ratios)} layers" if ratios else ""
+    if dead_shares:
+        worst = max(dead_shares, key=dead_shares.get)
+        span += f"; zero outputs after ReLU up to {dead_shares[worst]:.0%} ({worst})"
     if problems:
         return Check("layer health", False, "; ".join(problems[:4]) + (f" (+{len(problems) - 4} more)" if len(problems) > 4 else ""),
                      "vanishing: add normalisation (model.norm=batch), use He init (model.init=he) or residual models; "
-                     "exploding: lower optim.lr, set regularize.clip_norm=1")
+                     "exploding: lower optim.lr, set regularize.clip_norm=1; dead ReLUs: lower optim.lr, zero the "
+                     "biases (model.init), or use model.activation=leaky_relu")
     return Check("layer health", True, span)
 
 
@@ -207,10 +254,11 @@ def run_doctor(session: Session, model_factory: ModelFactory | None = None, over
         raise DeepRecipeError(f"overfit sample size {overfit_samples} is outside 10–100", "use e.g. 50")
     checks = [check_data(session)]
     if not checks[0].passed:
-        skipped = ["initial loss", "initial predictions", "layer health"]
+        skipped = ["init vs activation", "initial loss", "initial predictions", "layer health"]
         skipped += [f"overfit {overfit_samples} samples"] if include_overfit else []
         return checks + [Check(n, None, "skipped: fix the data first") for n in skipped]
     model = fresh().train()
+    checks.append(check_init_match(cfg, model))
     checks += check_initial_loss(session, model)
     checks.append(check_layers(session, model))
     if include_overfit:
@@ -227,6 +275,6 @@ def print_checks(checks: list[Check]) -> None:
     for col in ("check", "result", "measured", "fix"):
         table.add_column(col, overflow="fold")
     for c in checks:
-        mark = "[green]pass[/]" if c.passed else ("[yellow]skip[/]" if c.passed is None else "[red]FAIL[/]")
+        mark = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "skip": "[yellow]skip[/]"}.get(c.status, "[red]FAIL[/]")
         table.add_row(c.name, mark, c.measured, c.fix)
     Console(stderr=False).print(table)

@@ -36,7 +36,7 @@ def _nesterov(params, cfg):
 
 @register_optimizer("rmsprop")
 def _rmsprop(params, cfg):
-    return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.99, eps=cfg.eps, momentum=cfg.momentum,
+    return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.alpha, eps=cfg.eps, momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay)
 
 

@@ -99,7 +99,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
         self.state = TrainState()
         reg = cfg.regularize
-        self.plateau = Plateau(cfg.schedule.gamma, cfg.schedule.patience) if cfg.schedule.name == "plateau" else None
+        self.plateau = (Plateau(cfg.schedule.gamma, cfg.schedule.patience, "min" if cfg.schedule.monitor.endswith("loss") else "max")
+                        if cfg.schedule.name == "plateau" else None)
         self.monitor_mode = "min" if reg.monitor == "val_loss" else "max"
         self.hooks: dict[str, list[Callable]] = {"on_fit_start": [], "on_epoch_end": [], "on_fit_end": []}
         self.show_progress = show_progress
@@ -381,7 +382,8 @@ class Trainer:
         self.state.history.append(row)
         monitor = row.get(cfg.regularize.monitor, row["train_loss"] if self.monitor_mode == "min" else row["train_acc"])
         if self.plateau is not None:
-            self.plateau.step(row.get("val_loss", row["train_loss"]))
+            watched = cfg.schedule.monitor
+            self.plateau.step(row.get(watched, row["train_" + watched.partition("_")[2]]))
         improved = self._improved(monitor)
         if improved:
             self.state.best_value, self.state.best_epoch, self.state.bad_epochs = monitor, epoch + 1, 0
