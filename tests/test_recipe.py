@@ -467,7 +467,8 @@ def test_refine_adds_regularisation_only_when_the_coarse_winner_overfits():
     levels = next(p for p in params if p.key == "data.augment").choices
     assert apply_params(cfg, {"data.augment": levels[0]}).data.augment == ["translate:2"]  # the first keeps the config
     assert apply_params(cfg, {"data.augment": levels[2]}).data.augment == ["translate:2", "randaugment:n=2,m=9"]
-    assert start == {"regularize.label_smoothing": 0.0, "model.dropout": 0.0, "data.augment": levels[0]}
+    assert start == {"regularize.label_smoothing": cfg.regularize.label_smoothing, "model.dropout": 0.0,
+                     "data.augment": levels[0]}
 
 
 @pytest.mark.slow
