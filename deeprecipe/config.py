@@ -162,7 +162,12 @@ class SearchConfig(_Section):
     refine_epochs: int | None = Field(None, ge=1)
     storage: str | None = None
     study: str | None = None
-    pruner: Literal["median", "hyperband", "none"] = "median"
+    sampler: Literal["random", "tpe", "grid"] = Field("random", description="Optuna's RandomSampler, TPESampler "
+                                                                            "or GridSampler (about `trials` points)")
+    pruner: Literal["asha", "hyperband", "median", "none"] = Field(
+        "asha", description="stop weak trials early: successive halving (ASHA), Hyperband, median, or none")
+    budget: int | None = Field(None, ge=1, description="coarse stage: start no trial once the trials have run this "
+                                                       "many epochs in all (pruned trials cost only what they ran)")
 
 
 class RecipeConfig(_Section):
@@ -171,10 +176,21 @@ class RecipeConfig(_Section):
     overfit_steps: int = Field(200, ge=1)
     lr_find_steps: int = Field(100, ge=10)
     lr_span: float = Field(4.0, gt=1.0, description="coarse lr range: lr-find suggestion ÷/× this")
-    trials: int = Field(4, ge=1)
-    search_epochs: int = Field(2, ge=1)
-    refine_trials: int = Field(2, ge=0)
-    refine_epochs: int = Field(4, ge=1)
+    weight_decay: tuple[float, float] | None = Field(
+        None, description="coarse weight-decay range (log, 0 also tried); default by optimizer: 1e-5–1e-2, "
+                          "adamw (decoupled) 1e-4–1e-1")
+    trials: int = Field(12, ge=1, description="most coarse trials")
+    search_epochs: int = Field(3, ge=1, description="epochs of a coarse trial that is not pruned")
+    search_budget: int = Field(12, ge=1, description="epochs the coarse stage may spend in all")
+    refine_trials: int = Field(3, ge=0)
+    refine_epochs: int = Field(6, ge=1)
+
+    @field_validator("weight_decay")
+    @classmethod
+    def _decay_range(cls, v):
+        if v is not None and not 0 < v[0] < v[1]:
+            raise ValueError("must be [low, high] with 0 < low < high (0 itself is always tried too)")
+        return v
 
 
 class LogConfig(_Section):

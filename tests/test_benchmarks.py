@@ -88,3 +88,16 @@ def test_gpu_benchmark_code_path_on_cpu():
     result = json.loads(proc.stdout)
     assert set(result["images_per_second"]) == {"reference", "deeprecipe"}
     assert result["flops_per_image"]["train"] > 1e8  # ResNet-18 at 32×32 is ~0.56 GFLOP forward
+
+
+def test_recipe_gain_table_means_over_seeds_and_times_against_default(tmp_path):
+    from benchmarks.recipe_gain import plot, summarise, table
+    cells = [{"data": "digits", "model": "mlp", "seed": s,
+              "default": {"test_acc": 0.90 + 0.02 * s, "seconds": 10.0, "epochs": 8},
+              "recipe": {"test_acc": 0.95, "seconds": 40.0 + 20 * s, "epochs": 40},
+              "random": {"test_acc": 0.93, "seconds": 45.0, "epochs": 40}} for s in (0, 1)]
+    (row,) = summarise(cells)
+    assert row["seeds"] == 2 and row["default"] == pytest.approx(0.91) and row["default_std"] == pytest.approx(0.0141, abs=1e-4)
+    assert row["time_ratio"] == pytest.approx(5.0) and row["random_epochs"] == 40
+    assert "| digits | mlp | 2 | 0.9100 ± 0.0141 | 0.9500 ± 0.0000 | 0.9300 ± 0.0000 | +4.0 pt | +2.0 pt |" in table([row])
+    assert plot(cells, tmp_path / "gain.png").stat().st_size > 1000

@@ -336,3 +336,161 @@ def test_lr_find_and_the_doctor_step_like_a_training_run(mnist_small_npz):
             handle.remove()
     assert seen["fit"] == {(True, torch.bfloat16, True)}
     assert seen["lr_find"] == seen["fit"] and seen["overfit"] == seen["fit"]
+
+
+# ------------------------------------------------------------------------------------------ the recipe's space
+def _draws(param, n: int, sampler=None) -> list:
+    study = optuna.create_study(sampler=sampler or optuna.samplers.RandomSampler(seed=0))
+    return [param.suggest(study.ask()) for _ in range(n)]
+
+
+def test_recipe_space_is_lr_around_the_suggestion_times_weight_decay_with_zero():
+    from deeprecipe.recipe.space import coarse_space
+    cfg = resolve_config(None, ["optim.name=sgd", "optim.lr=0.01", "optim.weight_decay=5e-4"])
+    space = coarse_space(cfg, suggestion=0.02)
+    assert space["optim.lr"] == {"log": [pytest.approx(0.005), pytest.approx(0.08)]}
+    assert space["optim.weight_decay"] == {"log": [1e-5, 1e-2], "zero": True}
+    assert coarse_space(resolve_config(None, ["optim.name=adamw"]), 0.02)["optim.weight_decay"]["log"] == [1e-4, 1e-1]
+    lr, wd = parse_space(space, cfg)
+    assert (lr.kind, lr.zero, wd.kind, wd.zero) == ("log", False, "log", True)
+    draws = _draws(wd, 200)
+    zeros = sum(d == 0 for d in draws)
+    # 0 stands for one decade more below the three of the range: about a quarter of the draws.
+    assert 30 <= zeros <= 70, zeros
+    assert all(1e-5 <= d <= 1e-2 for d in draws if d != 0)
+    assert min(d for d in draws if d != 0) < 1e-4 and max(draws) > 1e-3  # log-uniform: every decade is reached
+    assert all(1e-5 <= d <= 1e-2 for d in _draws(wd.around(1e-3), 20))  # refine narrows a non-zero winner
+    assert wd.around(0.0).choices == [0.0]  # …and keeps a zero winner at 0
+    with pytest.raises(DeepRecipeError, match="search.space.optim.lr: zero"):
+        parse_space({"optim.lr": {"uniform": [0.001, 0.1], "zero": True}}, cfg)
+
+
+def test_search_sampler_key_selects_optunas_sampler():
+    from deeprecipe.recipe.samplers import grid_space, make_sampler
+    base = resolve_config(None, [])
+    assert base.search.sampler == "random" and base.search.pruner == "asha"
+    params = parse_space({"optim.lr": {"log": [1e-3, 1e-1]}, "optim.weight_decay": {"log": [1e-5, 1e-3], "zero": True},
+                          "optim.name": {"choice": ["sgd", "adamw"]}}, base)
+    kinds = {"random": optuna.samplers.RandomSampler, "tpe": optuna.samplers.TPESampler,
+             "grid": optuna.samplers.GridSampler}
+    for name, cls in kinds.items():
+        cfg = resolve_config(None, [f"search.sampler={name}"])
+        assert isinstance(make_sampler(cfg.search.sampler, params, 18, seed=0), cls)
+    # A grid of about 18 points: 2 choices × 3 × 3, the zero-able axis with its "0" point below the range.
+    grid = grid_space(params, 18)
+    assert grid["optim.name"] == ["sgd", "adamw"] and grid["optim.lr"] == pytest.approx([1e-3, 1e-2, 1e-1])
+    assert grid["optim.weight_decay"] == pytest.approx([1e-6, 1e-5, 1e-4, 1e-3])
+    assert sorted(_draws(params[1], 4, optuna.samplers.GridSampler({"optim.weight_decay": grid["optim.weight_decay"]}))) \
+        == pytest.approx([0.0, 1e-5, 1e-4, 1e-3])
+    for bad in ("search.sampler=bayes", "search.pruner=asah", "search.budget=0", "recipe.weight_decay=[0.1,0.01]"):
+        with pytest.raises(DeepRecipeError) as err:
+            resolve_config(None, [bad])
+        assert bad.split("=")[0] in str(err.value) and "\n" not in str(err.value)
+
+
+def _curve_trial(study, curve: list[float]) -> str:
+    """A trial reporting `curve` (val accuracy per epoch) unless pruned; returns its final state."""
+    trial = study.ask()
+    for epoch, value in enumerate(curve, 1):
+        trial.report(value, epoch)
+        if epoch < len(curve) and trial.should_prune():
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return "pruned"
+    study.tell(trial, max(curve))
+    return "complete"
+
+
+def test_the_pruners_stop_trials_that_are_behind_after_one_epoch():
+    from deeprecipe.recipe.samplers import make_pruner
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("asha", 9))
+    good = [0.5 + 0.05 * e for e in range(9)]
+    states = [_curve_trial(study, [v + 0.01 * k for v in good]) for k in range(3)]
+    assert states == ["complete"] * 3  # each beats the ones before it
+    assert _curve_trial(study, [0.2] * 9) == "pruned"
+    assert len(study.trials[-1].intermediate_values) == 1
+    # Hyperband runs ASHA in brackets of different first rungs (trials are spread over them), so some of
+    # 30 trials of random quality are stopped early, and none that was stopped ran to the end.
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("hyperband", 9))
+    levels = np.random.default_rng(0).uniform(0.1, 0.9, 30)
+    states = [_curve_trial(study, [level + 0.01 * e for e in range(9)]) for level in levels]
+    assert states.count("pruned") >= 5, states
+    assert all(len(t.intermediate_values) < 9 for t in study.trials if t.state == optuna.trial.TrialState.PRUNED)
+
+
+def test_an_epoch_budget_buys_more_trials_when_they_are_pruned():
+    from deeprecipe.recipe.samplers import make_pruner
+    from deeprecipe.recipe.search import epochs_spent, optimize_shared
+
+    def run(pruner: str) -> tuple[int, int]:
+        study = optuna.create_study(direction="maximize", pruner=make_pruner(pruner, 3),
+                                    sampler=optuna.samplers.RandomSampler(seed=0))
+
+        def objective(trial):
+            level = trial.suggest_float("x", 0, 1)
+            for epoch in (1, 2, 3):
+                trial.report(level * epoch, epoch)
+                if epoch < 3 and trial.should_prune():
+                    raise optuna.TrialPruned()
+            return level * 3
+
+        optimize_shared(study, objective, total=50, budget=12)
+        trained = [t for t in study.trials if not t.user_attrs.get("over_budget")]
+        return len(trained), epochs_spent(study)
+
+    plain, pruned = run("none"), run("asha")
+    assert plain == (4, 12)  # 4 full trials of 3 epochs
+    assert pruned[0] >= plain[0] + 2 and 12 <= pruned[1] <= 14  # pruned trials cost one epoch each
+
+
+def _overfitting_history() -> list[dict]:
+    """Hand-made curves: train accuracy climbs to 100 % while val loss turns up after epoch 4."""
+    return [{"epoch": e, "train_loss": 1.5 * 0.55 ** e, "train_acc": min(1.0, 0.6 + 0.05 * e),
+             "val_loss": 0.6 + 0.12 * max(0, e - 4), "val_acc": 0.86, "lr": 1e-3} for e in range(1, 11)]
+
+
+def _healthy_history() -> list[dict]:
+    return [{"epoch": e, "train_loss": 1.5 * 0.7 ** e, "train_acc": 0.6 + 0.035 * e, "val_loss": 1.4 * 0.7 ** e,
+             "val_acc": 0.6 + 0.035 * e, "lr": 1e-3} for e in range(1, 11)]
+
+
+def test_refine_adds_regularisation_only_when_the_coarse_winner_overfits():
+    from deeprecipe.recipe.search import apply_params
+    from deeprecipe.recipe.space import refine_additions
+    cfg = resolve_config(None, ["model.name=convnet", "data.augment=[translate:2]"])
+    over = diagnose(_overfitting_history(), num_classes=10, val_images=500, schedule="constant")["verdict"]
+    healthy = diagnose(_healthy_history(), num_classes=10, val_images=500, schedule="constant")["verdict"]
+    assert (over, healthy) == ("overfitting", "healthy")
+    assert refine_additions(healthy, cfg) == ({}, {})
+    space, start = refine_additions(over, cfg)
+    assert set(space) == {"regularize.label_smoothing", "model.dropout", "data.augment"}
+    params = parse_space(space, cfg)  # every knob is a valid space (the augment choices pass config validation)
+    levels = next(p for p in params if p.key == "data.augment").choices
+    assert apply_params(cfg, {"data.augment": levels[0]}).data.augment == ["translate:2"]  # the first keeps the config
+    assert apply_params(cfg, {"data.augment": levels[2]}).data.augment == ["translate:2", "randaugment:n=2,m=9"]
+    assert start == {"regularize.label_smoothing": cfg.regularize.label_smoothing, "model.dropout": 0.0,
+                     "data.augment": levels[0]}
+
+
+@pytest.mark.slow
+def test_recipe_searches_lr_and_weight_decay_under_an_epoch_budget(tmp_path):
+    cfg = resolve_config(None, ["data.spec=builtin:digits", "train.epochs=4", "recipe.search_epochs=3",
+                                "recipe.search_budget=9", "recipe.trials=8", "recipe.refine_trials=2",
+                                "recipe.refine_epochs=4", "recipe.lr_find_steps=40", "recipe.overfit_steps=100"])
+    outcome = run_recipe(cfg, out=tmp_path / "r", show_progress=False)
+    assert outcome["stopped_at"] is None and outcome["test_acc"] > 0.8
+    trials = json.loads((tmp_path / "r" / "search" / "trials.json").read_text())
+    coarse = [t for t in trials if t["stage"] == "coarse"]
+    refine = [t for t in trials if t["stage"] == "refine"]
+    assert all(set(t["params"]) >= {"optim.lr", "optim.weight_decay"} for t in trials)
+    # The first two coarse trials are the range test's suggestion and the configured lr, at the configured decay.
+    assert [t["params"]["optim.weight_decay"] for t in coarse[:2]] == [cfg.optim.weight_decay] * 2
+    spent = sum(t["epochs"] for t in coarse)
+    assert 9 <= spent <= 9 + 2  # the last trial started inside the budget may run past it
+    # A pruned trial costs only the epochs it ran, so the budget buys at least the 3 full trials it pays for
+    # (how many more depends on how many were behind after one epoch; that pruners prune is tested above).
+    assert len(coarse) >= 3 and all(t["epochs"] < 3 for t in coarse if t["state"] == "pruned")
+    best = max((t for t in coarse if t["state"] == "complete"), key=lambda t: t["value"])
+    assert refine[0]["params"]["optim.lr"] == pytest.approx(best["params"]["optim.lr"])  # refine starts at the winner
+    assert refine[0]["epochs"] == 4
+    step5 = outcome["steps"][4]["lines"]
+    assert any("regularisation" in line or "refine also searched" in line for line in step5)

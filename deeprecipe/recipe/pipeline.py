@@ -1,8 +1,9 @@
 """`deeprecipe recipe`: the six steps end to end, stopping with advice at the first one that fails.
 
 1 initial loss (and the data and layer checks)  2 overfit a small sample  3 lr range test
-4 coarse search (short runs, pruned) around the suggested lr  5 refine, then train the best config for the
-full `train.epochs` with its schedule  6 diagnose the final curves.
+4 coarse search (short runs, pruned) of the lr around the suggestion × weight decay  5 refine around the best
+(adding the regularisation knobs when its curves read overfitting), then train the best config for the full
+`train.epochs` with its schedule  6 diagnose the final curves.
 Everything lands in one run folder, summarised by a self-contained `recipe.html`.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..utils import atomic_write_bytes, atomic_write_text, note, read_jsonl, wri
 from .lr_find import plot_lr_find, run_lr_find
 from .sanity import Check, check_overfit, run_doctor
 from .search import run_search
+from .space import coarse_space, refine_additions
 
 STEP_NAMES = ["1. initial loss", "2. overfit a small sample", "3. learning-rate range test",
               "4. coarse search", "5. refine and train longer", "6. diagnose the curves"]
@@ -75,24 +77,27 @@ def step_lr_find(session: Session, run_dir: Path) -> tuple[Step, float | None]:
 
 
 def search_config(cfg: Config, suggestion: float) -> Config:
-    """The search section the recipe runs: the user's space if given, else optim.lr around the suggestion."""
+    """The search section the recipe runs: the user's space if given, else the lr around the suggestion ×
+    weight decay (recipe/space.py); the sampler and pruner are search.sampler and search.pruner."""
     r = cfg.recipe
     data = cfg.to_dict()
-    space = dict(cfg.search.space)
-    if not space:
-        low = min(suggestion / r.lr_span, cfg.optim.lr) if cfg.optim.lr > 0 else suggestion / r.lr_span
-        high = max(suggestion * r.lr_span, cfg.optim.lr)
-        space = {"optim.lr": {"log": [low, high]}}
-    data["search"].update(space=space, trials=r.trials, epochs=r.search_epochs, refine_trials=r.refine_trials,
-                          refine_epochs=r.refine_epochs)
+    space = dict(cfg.search.space) or coarse_space(cfg, suggestion)
+    data["search"].update(space=space, trials=r.trials, epochs=r.search_epochs, budget=r.search_budget,
+                          refine_trials=r.refine_trials, refine_epochs=r.refine_epochs)
     return build_config(data, source="recipe")
 
 
 def step_search(session: Session, suggestion: float, run_dir: Path):
     cfg = search_config(session.cfg, suggestion)
     search_session = Session.create(cfg, data=session.data)
-    starts = [{"optim.lr": suggestion}] + ([{"optim.lr": session.cfg.optim.lr}] if session.cfg.optim.lr > 0 else [])
-    result = run_search(search_session, run_dir / "search", storage=None, study="recipe", enqueue=starts)
+    wd = session.cfg.optim.weight_decay
+    starts = [{"optim.lr": suggestion, "optim.weight_decay": wd}]
+    if session.cfg.optim.lr > 0:
+        starts.append({"optim.lr": session.cfg.optim.lr, "optim.weight_decay": wd})
+    # The regularisation knobs join the refine stage only when the coarse winner's curves read overfitting.
+    extra = None if session.cfg.search.space else (lambda verdict: refine_additions(verdict, session.cfg))
+    result = run_search(search_session, run_dir / "search", storage=None, study="recipe", enqueue=starts,
+                        extra_refine=extra)
     coarse = [t for t in result.trials if t["stage"] == "coarse"]
     refine = [t for t in result.trials if t["stage"] == "refine"]
     rows = [[t["stage"], t["number"], t["state"], "" if t["value"] is None else f"{t['value']:.4f}",
@@ -102,8 +107,11 @@ def step_search(session: Session, suggestion: float, run_dir: Path):
     table = pages.table(["stage", "#", "state", "val_acc", "diagnosis", "params"], rows)
     img = pages.img_tag(run_dir / "search" / "search.png", "best so far")
     best_coarse = max((t["value"] for t in coarse if t["state"] == "complete"), default=None)
-    s4 = Step(STEP_NAMES[3], "pass", [f"{len(coarse)} trials of {cfg.search.epochs} epoch(s), space "
-                                     f"{cfg.search.space}; best val_acc {best_coarse}"], html=table + img)
+    pruned = sum(t["state"] == "pruned" for t in coarse)
+    s4 = Step(STEP_NAMES[3], "pass", [f"{len(coarse)} trials of up to {cfg.search.epochs} epoch(s) ({pruned} pruned, "
+                                     f"{sum(t['epochs'] for t in coarse)} epochs in all), {cfg.search.sampler} "
+                                     f"sampler, {cfg.search.pruner} pruner, space {cfg.search.space}; "
+                                     f"best val_acc {best_coarse}"], html=table + img)
     return s4, result, refine
 
 
@@ -111,6 +119,9 @@ def step_final(result, refine: list[dict], run_dir: Path) -> tuple[Step, dict]:
     final_cfg = result.best_config
     summary = train(final_cfg, out=run_dir / "final", show_progress=False)
     lines = [f"refine: {len(refine)} trial(s) around the best coarse region" if refine else "refine: skipped (recipe.refine_trials=0)",
+             ("the coarse winner's curves read overfitting: refine also searched " + ", ".join(result.refine_added))
+             if result.refine_added else "refine added no regularisation knobs (the coarse winner did not read "
+                                         "overfitting, or search.space was given)",
              "best params " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                         for k, v in result.best_params.items()),
              f"final run: {summary['epochs_run']} epochs, schedule {final_cfg.schedule.name}, "

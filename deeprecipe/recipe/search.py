@@ -8,20 +8,23 @@ The space lives under `search.space` as `dotted.key: {kind: args}`:
         model.dropout: {uniform: [0, 0.5]}  # uniform float
         train.batch_size: {int: [32, 256]}  # integer (add `log: true` via {int: [32, 256], log: true})
         optim.name: {choice: [sgd, adamw]}  # categorical
+        optim.weight_decay: {log: [1e-5, 1e-2], zero: true}  # log-uniform, or 0 as one more decade
 
-Coarse stage: `search.trials` short runs (`search.epochs`), each reporting val accuracy per epoch so the
-pruner (median or hyperband) can stop hopeless ones. Refine stage: `search.refine_trials` longer runs
-(`search.refine_epochs`) in a box around the best coarse trial. Storage: a SQLite file in the run
-folder, or any SQLAlchemy URL; workers that share a URL and study name share the study.
+Coarse stage: up to `search.trials` short runs (`search.epochs`), or fewer when `search.budget` epochs are
+spent first; each reports val accuracy per epoch so the pruner (ASHA, Hyperband or median) stops hopeless
+ones early — a pruned trial costs only the epochs it ran. Points come from `search.sampler` (random, TPE or
+a grid). Refine stage: `search.refine_trials` longer runs (`search.refine_epochs`) in a box around the best
+coarse trial, plus whatever `extra_refine` adds given the coarse winner's diagnosis. Storage: a SQLite file in
+the run folder, or any SQLAlchemy URL; workers that share a URL and study name share the study.
 """
 from __future__ import annotations
 
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 import yaml
@@ -33,6 +36,7 @@ from ..errors import DeepRecipeError
 from ..plots import pyplot, save_png
 from ..session import Session
 from ..utils import atomic_write_text, note, write_json
+from .samplers import make_pruner, make_sampler
 
 KINDS = ("log", "uniform", "int", "choice")
 
@@ -45,17 +49,26 @@ class Param:
     high: float | None = None
     choices: list | None = None
     log: bool = False
+    zero: bool = False  # a log range that also offers 0: sampled on [low / 10, high], below low meaning 0
 
     def suggest(self, trial) -> Any:
         if self.kind == "choice":
             return trial.suggest_categorical(self.key, self.choices)
         if self.kind == "int":
             return trial.suggest_int(self.key, int(self.low), int(self.high), log=self.log)
+        if self.zero:  # one more decade below the range stands for 0, as likely as any decade of it
+            raw = trial.suggest_float(self.key, self.low / 10, self.high, log=True)
+            return 0.0 if raw < self.low else raw
         return trial.suggest_float(self.key, self.low, self.high, log=self.kind == "log")
 
+    def raw(self, value: Any) -> Any:
+        """The value Optuna records for `value` (to enqueue a known point)."""
+        return self.low / 10 if self.zero and value == 0 else value
+
     def around(self, best: Any, shrink: float = 0.25) -> "Param":
-        """A narrower range centred on `best` (the refine stage); choices are fixed to the best one."""
-        if self.kind == "choice":
+        """A narrower range centred on `best` (the refine stage); choices are fixed to the best one, and so is
+        a zero-able value that was 0."""
+        if self.kind == "choice" or (self.zero and best == 0):
             return Param(self.key, "choice", choices=[best])
         if self.kind == "log" or self.log:
             span = (math.log(self.high) - math.log(self.low)) * shrink / 2
@@ -71,7 +84,8 @@ class Param:
 def _bad(key: str, problem: str) -> DeepRecipeError:
     return DeepRecipeError(f"search.space.{key}: {problem}",
                            "write e.g. optim.lr: {log: [1e-4, 1e-1]}, model.dropout: {uniform: [0, 0.5]}, "
-                           "train.batch_size: {int: [32, 256]} or optim.name: {choice: [sgd, adamw]}")
+                           "train.batch_size: {int: [32, 256]}, optim.name: {choice: [sgd, adamw]} or "
+                           "optim.weight_decay: {log: [1e-5, 1e-2], zero: true}")
 
 
 def _number(value: Any) -> float | None:
@@ -100,7 +114,7 @@ def parse_space(space: dict[str, Any], base: Config) -> list[Param]:
         if not isinstance(spec, dict) or not (set(spec) & set(KINDS)):
             raise _bad(key, f"needs one of {', '.join(KINDS)}")
         kinds = [k for k in spec if k in KINDS]
-        extra = [k for k in spec if k not in KINDS and k != "log"]
+        extra = [k for k in spec if k not in KINDS and k not in ("log", "zero")]
         if len(kinds) != 1 or extra:
             raise _bad(key, f"give exactly one of {', '.join(KINDS)} (got {', '.join(map(str, spec))})")
         kind, args = kinds[0], spec[kinds[0]]
@@ -117,37 +131,37 @@ def parse_space(space: dict[str, Any], base: Config) -> list[Param]:
             raise _bad(key, f"low {low:g} must be below high {high:g}")
         if (kind == "log" or spec.get("log")) and low <= 0:
             raise _bad(key, "a log range needs low > 0")
-        params.append(Param(key, kind, low, high, log=bool(spec.get("log", False)) and kind == "int"))
+        if spec.get("zero") not in (None, True, False) or (spec.get("zero") and kind != "log"):
+            raise _bad(key, "zero: true goes with a log range (it offers 0 besides the range)")
+        params.append(Param(key, kind, low, high, log=bool(spec.get("log", False)) and kind == "int",
+                            zero=bool(spec.get("zero"))))
     for p in params:  # every choice and both bounds must also pass the config's own validation
-        probes = p.choices if p.kind == "choice" else [p.low, p.high]
+        probes = p.choices if p.kind == "choice" else [p.low, p.high] + ([0.0] if p.zero else [])
         for probe in probes:
             apply_params(base, {p.key: int(probe) if p.kind == "int" else probe})
     return params
 
 
 def apply_params(base: Config, values: dict[str, Any]) -> Config:
+    """The config with `values` set; a list field (data.augment) takes its choices as YAML lists in a string
+    (Optuna's categorical values are plain scalars)."""
     data = base.to_dict()
     for key, value in values.items():
         section, name = key.split(".")
+        if isinstance(data[section].get(name), list) and isinstance(value, str):
+            value = yaml.safe_load(value)
         data[section][name] = value
     return build_config(data, source="search.space")
 
 
 # ------------------------------------------------------------------------------------------ the study
-def _pruner(name: str, epochs: int):
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 2))
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
-    return optuna.pruners.NopPruner()
-
-
 def objective_for(session: Session, params: list[Param], epochs: int, fixed: dict[str, Any] | None = None):
     """An Optuna objective: one short training run, reporting val accuracy after every epoch."""
 
     def objective(trial) -> float:
         values = {p.key: p.suggest(trial) for p in params}
         values.update(fixed or {})
+        trial.set_user_attr("values", values)  # what was trained (a zero-able range records its raw draw)
         cfg = apply_params(session.cfg, values)
         cfg.train.epochs = epochs
         trial_session = Session.create(cfg, data=session.data)
@@ -155,7 +169,7 @@ def objective_for(session: Session, params: list[Param], epochs: int, fixed: dic
 
         def report(tr, row):
             trial.report(row.get("val_acc", 0.0), row["epoch"])
-            if trial.should_prune():
+            if row["epoch"] < epochs and trial.should_prune():  # a finished trial is kept: its epochs are spent
                 raise optuna.TrialPruned(f"val_acc {row.get('val_acc', 0.0):.4f} after epoch {row['epoch']}")
 
         trainer.hooks["on_epoch_end"].append(report)
@@ -170,13 +184,13 @@ def objective_for(session: Session, params: list[Param], epochs: int, fixed: dic
     return objective
 
 
-def open_study(storage: str, name: str, epochs: int, pruner: str):
+def open_study(storage: str, name: str, epochs: int, pruner: str, sampler=None):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     last_error: Exception | None = None
     for attempt in range(6):
         try:
             return optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True,
-                                       pruner=_pruner(pruner, epochs), sampler=optuna.samplers.TPESampler(seed=None))
+                                       pruner=make_pruner(pruner, epochs), sampler=sampler)
         except Exception as err:  # bad URL, missing driver, unreachable server — or a race, below
             last_error = err
             # Workers started together on an empty database race to create Optuna's tables and the study;
@@ -189,19 +203,25 @@ def open_study(storage: str, name: str, epochs: int, pruner: str):
                           "give a SQLAlchemy URL such as sqlite:///search.db or postgresql+psycopg://user@host/db")
 
 
-def optimize_shared(study, objective, total: int) -> None:
+def epochs_spent(study) -> int:
+    """Epochs trained by the study's trials so far (a pruned trial counts the epochs it ran)."""
+    return sum(len(t.intermediate_values) for t in study.get_trials(deepcopy=False))
+
+
+def optimize_shared(study, objective, total: int, budget: int | None = None) -> None:
     """Run trials until the STUDY holds `total` of them, however many workers share it.
 
     Several processes (on one or many machines) may call this on one study in a shared database. Optuna
     numbers trials atomically in the storage, so a trial numbered past the budget is a worker arriving late:
-    it is marked pruned at once without training, and the worker stops.
+    it is marked pruned at once without training, and the worker stops. With a `budget` in epochs, no trial
+    starts once the study's trials have trained that many epochs.
     """
 
     def guarded(trial):
-        if trial.number >= total:
+        if trial.number >= total or (budget is not None and epochs_spent(trial.study) >= budget):
             trial.set_user_attr("over_budget", True)
             trial.study.stop()
-            raise optuna.TrialPruned("the study's trial budget is already used")
+            raise optuna.TrialPruned("the study's trial (or epoch) budget is already used")
         return objective(trial)
 
     waiting = optuna.trial.TrialState.WAITING  # enqueued, not yet run: they are part of this budget
@@ -217,42 +237,63 @@ class SearchResult:
     best_config: Config
     trials: list[dict]
     stages: dict[str, int]
+    refine_added: list[str] = field(default_factory=list)  # keys the refine stage added to the space
 
 
 def run_search(session: Session, run_dir: Path, trials: int | None = None, storage: str | None = None,
-               study: str | None = None, enqueue: list[dict[str, Any]] | None = None) -> SearchResult:
-    """Coarse stage, then refine stage; writes trials.json, search.png and best.yaml into run_dir."""
+               study: str | None = None, enqueue: list[dict[str, Any]] | None = None,
+               extra_refine: Callable[[str | None], tuple[dict, dict]] | None = None) -> SearchResult:
+    """Coarse stage, then refine stage; writes trials.json, search.png and best.yaml into run_dir.
+
+    `extra_refine(verdict)` gets the diagnosis of the coarse winner's curves and returns more space for the
+    refine stage (and the values its first trial, the coarse winner, keeps for them)."""
     scfg = session.cfg.search
     params = parse_space(scfg.space, session.cfg)
     if not len(session.data.splits["val"]):
         raise DeepRecipeError("search needs a validation split", "set data.val_fraction above 0")
     run_dir.mkdir(parents=True, exist_ok=True)
+    # A study of one's own is seeded by train.seed (reproducible); workers sharing one draw their own points.
+    seed = None if (storage or scfg.storage) else session.cfg.train.seed
     storage = storage or scfg.storage or f"sqlite:///{(run_dir / 'search.db').resolve()}"
     name = study or scfg.study or "deeprecipe"
-    coarse = open_study(storage, name, scfg.epochs, scfg.pruner)
+    total = trials or scfg.trials
+    coarse = open_study(storage, name, scfg.epochs, scfg.pruner, make_sampler(scfg.sampler, params, total, seed))
     for values in enqueue or []:
-        coarse.enqueue_trial({k: v for k, v in values.items() if k in {p.key for p in params}}, skip_if_exists=True)
-    optimize_shared(coarse, objective_for(session, params, scfg.epochs), trials or scfg.trials)
-    best_study, stages = coarse, {"coarse": trials or scfg.trials}
+        coarse.enqueue_trial({p.key: p.raw(values[p.key]) for p in params if p.key in values}, skip_if_exists=True)
+    optimize_shared(coarse, objective_for(session, params, scfg.epochs), total, scfg.budget)
+    best_study, stages, added_keys = coarse, {"coarse": len(trial_rows(coarse, "coarse"))}, []
     if scfg.refine_trials:
         best = _best_trial(coarse)
-        narrow = [p.around(best.params[p.key]) if p.key in best.params else p for p in params]
+        values = _values(best)
+        narrow = [p.around(values[p.key]) if p.key in values else p for p in params]
         fixed = {p.key: p.choices[0] for p in narrow if p.kind == "choice"}
         narrow = [p for p in narrow if p.kind != "choice"]
+        start = {k: v for k, v in values.items() if k not in fixed}
+        if extra_refine is not None:
+            extra, extra_start = extra_refine(best.user_attrs.get("diagnosis"))
+            added = [p for p in parse_space(extra, session.cfg) if p.key not in values] if extra else []
+            narrow += added
+            start.update({p.key: p.raw(extra_start[p.key]) for p in added if p.key in extra_start})
+            added_keys = [p.key for p in added]
         epochs = scfg.refine_epochs or 2 * scfg.epochs
-        refine = open_study(storage, f"{name}-refine", epochs, scfg.pruner)
-        refine.enqueue_trial({k: v for k, v in best.params.items() if k not in fixed}, skip_if_exists=True)
+        refine = open_study(storage, f"{name}-refine", epochs, scfg.pruner,
+                            make_sampler(scfg.sampler, narrow, scfg.refine_trials, seed))
+        refine.enqueue_trial(start, skip_if_exists=True)
         optimize_shared(refine, objective_for(session, narrow, epochs, fixed), scfg.refine_trials)
-        best_study, stages["refine"] = refine, scfg.refine_trials
-        refine.set_user_attr("fixed", fixed)
+        best_study, stages["refine"] = refine, len(trial_rows(refine, "refine"))
     best = _best_trial(best_study)
-    best_params = {**best_study.user_attrs.get("fixed", {}), **best.params}
+    best_params = _values(best)
     best_cfg = apply_params(session.cfg, best_params)
     rows = trial_rows(coarse, "coarse") + (trial_rows(best_study, "refine") if best_study is not coarse else [])
     write_json(run_dir / "trials.json", rows)
     atomic_write_text(run_dir / "best.yaml", yaml.safe_dump(best_cfg.to_dict(), sort_keys=False))
     plot_best_so_far(rows, run_dir / "search.png")
-    return SearchResult(best_params, float(best.value), best_cfg, rows, stages)
+    return SearchResult(best_params, float(best.value), best_cfg, rows, stages, added_keys)
+
+
+def _values(trial) -> dict[str, Any]:
+    """The config values a trial trained with (its fixed ones included; Optuna's params hold raw draws)."""
+    return dict(trial.user_attrs.get("values", trial.params))
 
 
 def _best_trial(study):
@@ -270,7 +311,7 @@ def trial_rows(study, stage: str) -> list[dict]:
             continue  # a late worker's placeholder, never trained
         value = t.value if t.value is not None else (max(t.intermediate_values.values()) if t.intermediate_values else None)
         rows.append({"stage": stage, "number": t.number, "state": t.state.name.lower(), "value": value,
-                     "epochs": len(t.intermediate_values), "params": dict(t.params),
+                     "epochs": len(t.intermediate_values), "params": _values(t),
                      "error": t.user_attrs.get("error"), "diagnosis": t.user_attrs.get("diagnosis")})
     return rows
 
