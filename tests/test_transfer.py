@@ -228,13 +228,13 @@ def test_short_distillation_run_uses_the_teacher(source_run, tmp_path, mnist_sma
     from deeprecipe import api
     monkeypatch.setattr(api, "write_report_safely", lambda run_dir, data=None: None)  # not needed here
     teacher = json.loads((source_run / "summary.json").read_text())
-    student = train(overrides=[f"data.spec={mnist_small_npz}", "train.epochs=1", "model.name=mlp", "model.width=32",
+    student = train(overrides=[f"data.spec={mnist_small_npz}", "train.epochs=3", "model.name=mlp", "model.width=32",
                                f"distill.teacher={source_run}", "distill.temperature=2", "distill.alpha=0.5"],
                     out=tmp_path / "student", show_progress=False)
     # The teacher is evaluated on the student's test split, which is the teacher's own (same data, same seed).
     assert student["teacher"] == str(source_run)
     assert student["teacher_test_acc"] == pytest.approx(teacher["test_acc"])
-    assert student["test_acc"] > 0.3, student["test_acc"]  # one epoch of a small MLP learns (chance: 0.1)
+    assert student["test_acc"] > 0.3, student["test_acc"]  # three epochs of a small MLP learn (chance: 0.1)
 
 
 @pytest.mark.slow
