@@ -218,8 +218,7 @@ def _evaluation_images(loaded: LoadedRun, data: str | None) -> tuple[torch.Tenso
     """The images a run is evaluated on: its own test split, or all of another data spec (labels mapped)."""
     if not data:
         prepared = prepare_data(loaded.cfg)
-        images, labels = prepared.part("test" if len(prepared.splits["test"]) else "val")
-        images = images if isinstance(images, torch.Tensor) else images.decode_all()  # a streamed folder
+        images, labels = prepared.decoded_part("test" if len(prepared.splits["test"]) else "val")
         return images, labels, f"{loaded.cfg.data.spec} (the run's test split)"
     ds = open_photo_folder(loaded.cfg.data.model_copy(update={"spec": data})) or load_source(data)
     images, labels = ds.images, ds.labels

@@ -20,11 +20,6 @@ from .train.metrics import topk_correct
 from .utils import write_json
 
 
-def _images(part) -> torch.Tensor:
-    images, _ = part
-    return images if isinstance(images, torch.Tensor) else images.decode_all()  # a streamed folder
-
-
 def _accuracy(loaded: LoadedRun, images: torch.Tensor, labels: torch.Tensor) -> float | None:
     if not labels.numel():
         return None
@@ -41,9 +36,9 @@ def recalibrate_run(run: str | Path, which: str = "best.pt", batch_size: int = 2
         raise DeepRecipeError(f"{path} has no batch-norm layers: there are no statistics to recalibrate",
                               "recalibration only changes models trained with model.norm=batch")
     data = prepare_data(loaded.cfg)
-    parts = {name: (_images(data.part(name)), data.part(name)[1]) for name in ("val", "test")}
+    parts = {name: data.decoded_part(name) for name in ("val", "test")}
     before = {name: _accuracy(loaded, *part) for name, part in parts.items()}
-    train_images = _images(data.part("train"))
+    train_images, _ = data.decoded_part("train")
     batches = (loaded.normalize(train_images[i:i + batch_size]) for i in range(0, train_images.shape[0], batch_size))
     seen = reestimate_bn(loaded.model, batches)
     loaded.model.eval()

@@ -72,6 +72,11 @@ class PreparedData:
         idx = torch.from_numpy(self.splits[name]).long()
         return self.ds.images[idx], self.ds.labels[idx]
 
+    def decoded_part(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """`part(name)` with the images as one tensor, also where a photo folder streams them."""
+        images, labels = self.part(name)
+        return (images if isinstance(images, torch.Tensor) else images.decode_all()), labels
+
     def loader(self, name: str, cfg: Config, device: torch.device, train: bool = False,
                channels_last: bool = False, augment: bool | None = None, **kw) -> TensorLoader:
         images, labels = self.part(name)
