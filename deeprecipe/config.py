@@ -96,7 +96,7 @@ class ModelConfig(BaseModel):
 
 class OptimConfig(_Section):
     name: Literal["sgd", "nesterov", "rmsprop", "adam", "adamw", "nadam", "adamax"] = "adamw"
-    lr: float = Field(5e-3, ge=0.0)
+    lr: float = Field(1e-2, ge=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(5e-4, ge=0.0)
     betas: tuple[float, float] = (0.9, 0.999)
