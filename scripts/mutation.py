@@ -65,7 +65,11 @@ def scratch_copy(group: str, modules: list[str], tests: list[str], base: Path) -
                 "pytest_add_cli_args": ["-p", "no:cacheprovider", "-x", "-q"],
                 # mutmut's default limit (15 × the test time + 1 s) is met by a plain pytest start on a busy
                 # shared machine, and a timeout counts as killed: a generous constant keeps the score honest.
-                "timeout_constant": 60.0}
+                "timeout_constant": 60.0,
+                # Each mutant's tests run in a process forked from a server that never ran a torch op, and with
+                # one thread (OMP_NUM_THREADS below): a fork of a process whose torch thread pool is running can
+                # hang for ever in a futex wait, which is what mutmut's default (fork from the main process) did.
+                "process_isolation": "forkserver"}
     toml = "\n[tool.mutmut]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
     (work / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text() + toml)
     return work
@@ -77,6 +81,7 @@ def run_group(group: str, base: Path, children: int) -> dict:
     # mutmut puts its mutated copy first on sys.path itself; a PYTHONPATH naming that folder before it exists
     # would be cached by the import system as "not there", and the installed package would be tested instead.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     with open(work / "mutmut-run.log", "w") as log:  # mutmut's own progress and errors, kept for a look
         subprocess.run(["nice", sys.executable, "-m", "mutmut", "run", "--max-children", str(children)], cwd=work,
                        env=env, check=False, stdout=log, stderr=subprocess.STDOUT)

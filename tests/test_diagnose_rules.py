@@ -368,3 +368,24 @@ def test_label_smoothing_moves_the_training_loss_floor():
                                 "the 0.2900 above it")
     assert r["context"]["label_smoothing"] == 0.1 and diagnose([], label_smoothing=0.1)["context"]["label_smoothing"] == 0.1
     assert not any("label smoothing" in e for e in plain["evidence"])
+
+
+# ------------------------------------------------------------------------------------------ exact boundaries
+def test_boundaries_are_where_the_docstrings_put_them():
+    """Each bar at its exact value, and the pieces that only show in the evidence's text."""
+    # one image already gives a real interval (only n <= 0 means "no information")
+    centre, half = (1 + 1.96 ** 2 / 2) / (1 + 1.96 ** 2), 1.96 / (1 + 1.96 ** 2) * math.sqrt(1.96 ** 2 / 4)
+    assert wilson(1.0, 1) == (pytest.approx(centre - half), 1.0) and wilson(1.0, 1)[0] > 0.2
+    # a fall exactly at the absolute floor is not "more than" it
+    floor = 0.2 * 0.05 * LN10
+    assert not _still_falling([floor, 0.0], LN10) and _still_falling([floor * 1.01, 0.0], LN10)
+    # z exactly 1.96 (found by search: these floats hit it to the last bit) is not beyond the bar
+    p1, p2, n = 0.5, 0.6360051607035592, 100
+    assert (p2 - p1) / math.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / n) == 1.96
+    assert _significant_gain(_Run(_rows([1] * 3, [0.5] * 3, [1] * 3, [0.5, p1, p2]), 10, n, None)) == ""
+    # three epochs: the last third is one epoch back; the epoch quoted is the row's own (a resumed run's numbering)
+    rows = _rows([1] * 3, [0.5] * 3, [1] * 3, [0.1, 0.5, 0.9])
+    for i, row in enumerate(rows):
+        row["epoch"] = 11 + i
+    assert _significant_gain(_Run(rows, 10, 400, None)).startswith("val_acc rose 0.500 → 0.900 from epoch 12 on")
+    assert _Run(rows, 10, 400, None).epoch(0) == 11
