@@ -75,9 +75,15 @@ def scratch_copy(group: str, modules: list[str], tests: list[str], base: Path) -
     return work
 
 
-def run_group(group: str, base: Path, children: int) -> dict:
+def run_group(group: str, base: Path, children: int, resume: bool = False) -> dict:
     modules, tests = GROUPS[group]
-    work = scratch_copy(group, modules, tests, base)
+    work = base / group
+    if resume and (work / "mutants").is_dir():
+        # Keep mutmut's results so far (it skips mutants that have one); take the checkout's current tests.
+        shutil.rmtree(work / "tests")
+        shutil.copytree(ROOT / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__", "results"))
+    else:
+        work = scratch_copy(group, modules, tests, base)
     # mutmut puts its mutated copy first on sys.path itself; a PYTHONPATH naming that folder before it exists
     # would be cached by the import system as "not there", and the installed package would be tested instead.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -111,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="scratch folder for the copies (default: %(default)s)")
     ap.add_argument("--children", type=int, default=2, help="parallel test processes (default: %(default)s)")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue a stopped run in its scratch folder (results kept, the current tests copied in)")
     args = ap.parse_args(argv)
     if args.list:
         for name, (modules, tests) in GROUPS.items():
@@ -122,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results = []
     for group in args.groups or list(GROUPS):
-        r = run_group(group, args.work, args.children)
+        r = run_group(group, args.work, args.children, args.resume)
         results.append(r)
         print(f"{group}: {r['killed']} killed, {r['survived']} survived, score {r['score']:.0%}"
               + (f" ({len(r['timeouts'])} by timeout)" if r["timeouts"] else "")

@@ -389,3 +389,28 @@ def test_boundaries_are_where_the_docstrings_put_them():
         row["epoch"] = 11 + i
     assert _significant_gain(_Run(rows, 10, 400, None)).startswith("val_acc rose 0.500 → 0.900 from epoch 12 on")
     assert _Run(rows, 10, 400, None).epoch(0) == 11
+
+
+def test_underfitting_bars_and_what_the_verdict_quotes():
+    ctx = {"num_classes": None, "val_images": None, "schedule": None, "label_smoothing": 0.0}
+    # the best final accuracy is the higher of train and val: a high val_acc is fit enough
+    fit_on_val = diagnose(_rows([0.3] * 4, [0.3] * 4, [0.3] * 4, [0.95] * 4))
+    assert fit_on_val["verdict"] != "underfitting" and "best final accuracy" not in str(fit_on_val["evidence"])
+    assert diagnose(_rows([0.3] * 4, [0.3] * 4))["verdict"] == "underfitting"  # no val: train accuracy alone
+    # skill exactly 0.9 (no class count: chance 0) is not "loose" however high the loss
+    assert diagnose(_rows([1.5] * 4, [0.9] * 4))["verdict"] == "healthy"
+    # a loss exactly at 40 % of ln 10 is not above it
+    assert diagnose(_rows([0.4 * LN10] * 4, [0.8] * 4))["verdict"] == "healthy"
+    # skill exactly 0.6 is not below the bar: only the loss makes this run underfit
+    at_bar = diagnose(_rows([1.5] * 4, [0.6] * 4))
+    assert at_bar["verdict"] == "underfitting" and not any("best final accuracy" in e for e in at_bar["evidence"])
+    # three flat epochs are enough to call underfitting; two are not
+    assert diagnose(_rows([2.0] * 3, [0.2] * 3))["verdict"] == "underfitting"
+    short = diagnose(_rows([2.0] * 2, [0.2] * 2))
+    assert short["verdict"] == "not converged" and short["context"] == ctx
+    # still falling fast: the evidence quotes the last two losses, and the run's context is kept
+    falling = diagnose(_rows([2.3, 2.25, 2.2, 2.1, 1.5], [0.2] * 5))
+    assert falling["verdict"] == "not converged" and falling["context"] == ctx
+    assert any(e.startswith("train_loss still falling fast: 2.1000 → 1.5000") for e in falling["evidence"])
+    no_val_falling = diagnose(_rows([0.5, 0.4], [0.95] * 2))
+    assert no_val_falling["verdict"] == "not converged" and no_val_falling["context"] == ctx
