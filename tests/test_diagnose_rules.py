@@ -414,3 +414,63 @@ def test_underfitting_bars_and_what_the_verdict_quotes():
     assert any(e.startswith("train_loss still falling fast: 2.1000 → 1.5000") for e in falling["evidence"])
     no_val_falling = diagnose(_rows([0.5, 0.4], [0.95] * 2))
     assert no_val_falling["verdict"] == "not converged" and no_val_falling["context"] == ctx
+
+
+def test_each_verdict_keeps_the_context_and_quotes_the_last_two_losses():
+    ctx = {"num_classes": None, "val_images": None, "schedule": None, "label_smoothing": 0.0}
+    assert diagnose(_rows([2.0] * 3, [0.2] * 3)) == {**diagnose(_rows([2.0] * 3, [0.2] * 3)), "context": ctx}
+    healthy = diagnose(_rows([0.3] * 4, [0.95] * 4))
+    assert healthy["verdict"] == "healthy" and healthy["context"] == ctx
+    falling = diagnose(_rows([0.5, 0.45, 0.4, 0.3, 0.2], [0.95] * 5))  # no val split, still falling
+    assert falling["evidence"][-1] == "train_loss still falling 0.3000 → 0.2000 in the last epoch"
+
+
+def _gap_run(val_loss, train_loss=(1.0, 0.6, 0.5, 0.45), train_acc=(0.7, 0.9, 0.97, 0.99), val_acc=0.9):
+    """Four epochs with a train/val accuracy gap (0.09 with exact val numbers): whether it is overfitting
+    depends on the val_loss turn or on the val/train loss ratio alone."""
+    return _rows(list(train_loss), list(train_acc), list(val_loss), [0.7, 0.85] + [val_acc] * 2)
+
+
+def test_the_turn_of_the_validation_loss_exactly():
+    floor = 0.05 * LN10  # an absolute rise must pass 5 % of ln(C)
+    assert diagnose(_gap_run([1.0, 0.5, 0.5, 0.7]))["verdict"] == "overfitting"  # +0.2 from the (first) minimum
+    assert diagnose(_gap_run([1.0, 0.5, 0.55, 0.6]))["verdict"] != "overfitting"  # +20 % but only 0.1
+    assert diagnose(_gap_run([1.0, 0.0, 0.05, floor]))["verdict"] != "overfitting"  # exactly the floor: no turn
+    assert diagnose(_gap_run([1.0, 0.0, 0.05, floor * 1.01]))["verdict"] == "overfitting"
+    # no turn, val/train exactly 1.8: not beyond the ratio
+    assert 0.9 / 0.5 == 1.8
+    assert diagnose(_gap_run([1.0, 0.95, 0.92, 0.9], train_loss=(1.0, 0.7, 0.6, 0.5)))["verdict"] != "overfitting"
+    assert diagnose(_gap_run([1.0, 0.95, 0.92, 0.91], train_loss=(1.0, 0.7, 0.6, 0.5)))["verdict"] == "overfitting"
+
+
+def test_the_width_of_the_validation_interval_exactly():
+    p = 0.5931937144474124  # found by search: on 89 images its interval is 0.2 wide to the last bit
+    lo, hi = wilson(p, 89)
+    assert hi - lo == 0.2
+    rows = _rows([0.5, 0.4, 0.35, 0.3], [0.7] * 4, [0.5] * 4, [p] * 4)
+    assert diagnose(rows, None, 89)["verdict"] == "healthy"  # not wider than 0.2
+    assert diagnose(rows, None, 88)["verdict"] == "too little validation data"
+
+
+def test_a_gap_is_weighed_against_half_the_interval_only_when_the_interval_is_wide():
+    overfit = dict(train_loss=(1.0, 0.3, 0.1, 0.05))
+    val_loss = [1.0, 0.5, 0.7, 0.9]
+    # 200 images: the interval (≈ 0.10 wide) is narrow, so a gap of 0.037 (< half of it) still counts
+    rows = _gap_run(val_loss, train_acc=(0.7, 0.9, 0.92, 0.93), val_acc=0.85, **overfit)
+    assert wilson(0.85, 200)[1] - wilson(0.85, 200)[0] < 0.2 and diagnose(rows, None, 200)["verdict"] == "overfitting"
+    # 10 images at 0.3: an interval 0.49 wide; a gap must reach half of it (0.2475)
+    lo, hi = wilson(0.3, 10)
+    verdicts = [diagnose(_gap_run(val_loss, train_acc=(0.7, 0.9, 0.9, hi + gap), val_acc=0.3, **overfit), None, 10)
+                ["verdict"] for gap in (0.2, 0.3)]
+    assert verdicts == ["too little validation data", "overfitting"]
+    # exactly half the interval counts (found by search: 0.8561538839240573 − hi is (hi − lo) / 2 to the last bit)
+    lo, hi = wilson(0.305, 10)
+    assert 0.8561538839240573 - hi == (hi - lo) / 2
+    rows = _gap_run(val_loss, train_acc=(0.7, 0.9, 0.9, 0.8561538839240573), val_acc=0.305, **overfit)
+    assert diagnose(rows, None, 10)["verdict"] == "overfitting"
+
+
+def test_memorising_is_judged_below_a_skill_of_exactly_0_8():
+    # no class count: chance 0, skill = accuracy; 0.8 at the best epoch is not below the bar
+    assert diagnose(_overfit(train_acc_at_best=0.8), None, 2000)["advice"][0] != AUDIT
+    assert diagnose(_overfit(train_acc_at_best=0.79), None, 2000)["advice"][0] == AUDIT

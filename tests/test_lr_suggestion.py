@@ -175,3 +175,20 @@ def test_a_non_finite_loss_stops_the_range_test_at_its_lr():
     r = run_lr_find(_FakeSession(fake), start_lr=1e-4, end_lr=1.0, steps=5)
     assert r.lrs == pytest.approx([1e-4, 1e-3]) and r.diverged_at == pytest.approx(1e-2)
     assert len(r.losses) == len(r.smoothed) == 2 and r.suggestion is None  # too short to suggest
+
+
+def test_the_stop_rule_starts_at_step_6_and_needs_more_than_diverge_times_the_minimum(monkeypatch):
+    import deeprecipe.recipe.lr_find as lr_find
+    labels = []
+    monkeypatch.setattr(lr_find, "track", lambda it, label: labels.append(label) or it)
+    late = run_lr_find(_FakeSession(_FakeTrainer(lambda lr: 1.0 if lr < 0.05 else 100.0)), 1e-6, 1.0, steps=7)
+    assert late.lrs[5] == pytest.approx(0.1)  # ×10 a step: the loss is far above 4x from step 5 on ...
+    assert len(late.lrs) == 7 and late.diverged_at == late.lrs[-1]  # ... and the rule stops the test at step 6
+    assert labels == ["lr-find"]  # the progress bar is named
+    # without smoothing (beta 0) the smoothed loss is the loss: exactly 4x the minimum is not beyond it
+    at = run_lr_find(_FakeSession(_FakeTrainer(lambda lr: 1.0 if lr < 1e-3 else 4.0)), 1e-4, 1e-1, steps=10, beta=0.0)
+    assert at.smoothed == at.losses and len(at.lrs) == 10 and at.diverged_at is None
+    past = run_lr_find(_FakeSession(_FakeTrainer(lambda lr: 1.0 if lr < 1e-3 else 4.01)), 1e-4, 1e-1, steps=10, beta=0.0)
+    assert len(past.lrs) == 7 and past.diverged_at == past.lrs[-1]  # lr 1e-3 is step 3; the rule waits for step 6
+    two = run_lr_find(_FakeSession(_FakeTrainer(lambda lr: 1.0)), 1e-3, 1e-1, steps=2)
+    assert two.lrs == pytest.approx([1e-3, 1e-1])  # two steps span the whole range
