@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "schedule": (["deeprecipe/train/schedule.py"],
                  ["tests/test_trainer.py", "-k",
-                  "schedules_match or plateau or plot_schedule or unknown_schedule or warmup_rises"]),
+                  "schedules_match or plateau or plot_schedule or unknown_schedule or warmup_rises or cosine_holds"]),
     "split": (["deeprecipe/data/split.py", "deeprecipe/data/protocols.py"],
               ["tests/test_split_protocols.py", "tests/test_data_basic.py", "-k", "split or protocol or take or resolve"]),
     "stats": (["deeprecipe/data/stats.py"], ["tests/test_stats_units.py"]),
@@ -52,34 +52,40 @@ EXCLUDED = {
 }
 
 
-def scratch_copy(group: str, modules: list[str], tests: list[str], base: Path) -> Path:
-    """The checkout's package, tests and pyproject in a fresh folder, with this group's [tool.mutmut]."""
+def scratch_copy(group: str, modules: list[str], tests: list[str], base: Path, resume: bool = False) -> Path:
+    """The checkout's package, tests and pyproject in a fresh folder, with this group's [tool.mutmut].
+
+    With `resume`, a folder mutmut already ran in keeps its package and results (mutmut skips mutants that have
+    one); only the tests and the settings are taken afresh from the checkout."""
     work = base / group
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    shutil.copytree(ROOT / "deeprecipe", work / "deeprecipe", ignore=shutil.ignore_patterns("__pycache__"))
+    resume = resume and (work / "mutants").is_dir()
+    if not resume:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        shutil.copytree(ROOT / "deeprecipe", work / "deeprecipe", ignore=shutil.ignore_patterns("__pycache__"))
     for folder in ("tests", "benchmarks"):  # benchmarks: the diagnosis corpus scorer the diagnose tests use
+        shutil.rmtree(work / folder, ignore_errors=True)
         shutil.copytree(ROOT / folder, work / folder, ignore=shutil.ignore_patterns("__pycache__", "results"))
     settings = {"source_paths": ["deeprecipe"], "only_mutate": modules, "also_copy": ["benchmarks"],
                 "pytest_add_cli_args_test_selection": tests,
                 "pytest_add_cli_args": ["-p", "no:cacheprovider", "-x", "-q"],
                 # mutmut's default limit (15 × the test time + 1 s) is met by a plain pytest start on a busy
                 # shared machine, and a timeout counts as killed: a generous constant keeps the score honest.
-                "timeout_constant": 60.0}
+                "timeout_constant": 60.0,
+                # Each mutant's tests run in a process forked from a server that never ran a torch op, and with
+                # one thread (OMP_NUM_THREADS below): a fork of a process whose torch thread pool is running can
+                # hang for ever in a futex wait, which is what mutmut's default (fork from the main process) did.
+                "process_isolation": "forkserver"}
     toml = "\n[tool.mutmut]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
     (work / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text() + toml)
     return work
 
 
-def run_group(group: str, base: Path, children: int) -> dict:
-    modules, tests = GROUPS[group]
-    work = scratch_copy(group, modules, tests, base)
-    # mutmut puts its mutated copy first on sys.path itself; a PYTHONPATH naming that folder before it exists
-    # would be cached by the import system as "not there", and the installed package would be tested instead.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    with open(work / "mutmut-run.log", "w") as log:  # mutmut's own progress and errors, kept for a look
-        subprocess.run(["nice", sys.executable, "-m", "mutmut", "run", "--max-children", str(children)], cwd=work,
-                       env=env, check=False, stdout=log, stderr=subprocess.STDOUT)
+def _excluded(mutant: str) -> bool:
+    return any(f".x_{fn}__mutmut_" in mutant for fn in EXCLUDED)
+
+
+def _statuses(work: Path, env: dict) -> dict[str, str]:
     listing = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work, env=env,
                              capture_output=True, text=True).stdout
     status: dict[str, str] = {}
@@ -87,7 +93,24 @@ def run_group(group: str, base: Path, children: int) -> dict:
         m = re.match(r"\s*(\S+):\s*(\w[\w ]*)$", line)
         if m:
             status[m.group(1)] = m.group(2).strip()
-    excluded = sorted(n for n in status if any(f".x_{fn}__mutmut_" in n for fn in EXCLUDED))
+    return status
+
+
+def run_group(group: str, base: Path, children: int, resume: bool = False, recheck: bool = False) -> dict:
+    modules, tests = GROUPS[group]
+    work = scratch_copy(group, modules, tests, base, resume or recheck)
+    # mutmut puts its mutated copy first on sys.path itself; a PYTHONPATH naming that folder before it exists
+    # would be cached by the import system as "not there", and the installed package would be tested instead.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    # --recheck: run the survivors again (mutmut reruns mutants named on its command line), e.g. after new tests.
+    names = sorted(n for n, s in _statuses(work, env).items()
+                   if s == "survived" and not _excluded(n)) if recheck else []
+    with open(work / "mutmut-run.log", "a" if recheck else "w") as log:  # mutmut's progress and errors
+        subprocess.run(["nice", sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *names],
+                       cwd=work, env=env, check=False, stdout=log, stderr=subprocess.STDOUT)
+    status = _statuses(work, env)
+    excluded = sorted(n for n in status if _excluded(n))
     status = {n: s for n, s in status.items() if n not in excluded}
     killed = sum(s in ("killed", "timeout") for s in status.values())
     timeouts = sorted(n for n, s in status.items() if s == "timeout")
@@ -106,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="scratch folder for the copies (default: %(default)s)")
     ap.add_argument("--children", type=int, default=2, help="parallel test processes (default: %(default)s)")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--recheck", action="store_true",
+                    help="run a finished group's surviving mutants again against the checkout's current tests")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue a stopped run in its scratch folder (results kept, the current tests copied in)")
     args = ap.parse_args(argv)
     if args.list:
         for name, (modules, tests) in GROUPS.items():
@@ -117,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results = []
     for group in args.groups or list(GROUPS):
-        r = run_group(group, args.work, args.children)
+        r = run_group(group, args.work, args.children, args.resume, args.recheck)
         results.append(r)
         print(f"{group}: {r['killed']} killed, {r['survived']} survived, score {r['score']:.0%}"
               + (f" ({len(r['timeouts'])} by timeout)" if r["timeouts"] else "")

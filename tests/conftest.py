@@ -9,8 +9,9 @@ import pytest
 import torch
 from skip_guard import register
 
-# Tests share two cores; one thread per process keeps runs predictable.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Tests share two cores; at most two threads per process keeps runs predictable. OMP_NUM_THREADS, when set, wins:
+# the mutation runs set it to 1, since a process forked after torch started a thread pool can hang in its children.
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or max(1, min(2, os.cpu_count() or 1))))
 
 
 def pytest_configure(config):

@@ -368,3 +368,109 @@ def test_label_smoothing_moves_the_training_loss_floor():
                                 "the 0.2900 above it")
     assert r["context"]["label_smoothing"] == 0.1 and diagnose([], label_smoothing=0.1)["context"]["label_smoothing"] == 0.1
     assert not any("label smoothing" in e for e in plain["evidence"])
+
+
+# ------------------------------------------------------------------------------------------ exact boundaries
+def test_boundaries_are_where_the_docstrings_put_them():
+    """Each bar at its exact value, and the pieces that only show in the evidence's text."""
+    # one image already gives a real interval (only n <= 0 means "no information")
+    centre, half = (1 + 1.96 ** 2 / 2) / (1 + 1.96 ** 2), 1.96 / (1 + 1.96 ** 2) * math.sqrt(1.96 ** 2 / 4)
+    assert wilson(1.0, 1) == (pytest.approx(centre - half), 1.0) and wilson(1.0, 1)[0] > 0.2
+    # a fall exactly at the absolute floor is not "more than" it
+    floor = 0.2 * 0.05 * LN10
+    assert not _still_falling([floor, 0.0], LN10) and _still_falling([floor * 1.01, 0.0], LN10)
+    # z exactly 1.96 (found by search: these floats hit it to the last bit) is not beyond the bar
+    p1, p2, n = 0.5, 0.6360051607035592, 100
+    assert (p2 - p1) / math.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / n) == 1.96
+    assert _significant_gain(_Run(_rows([1] * 3, [0.5] * 3, [1] * 3, [0.5, p1, p2]), 10, n, None)) == ""
+    # three epochs: the last third is one epoch back; the epoch quoted is the row's own (a resumed run's numbering)
+    rows = _rows([1] * 3, [0.5] * 3, [1] * 3, [0.1, 0.5, 0.9])
+    for i, row in enumerate(rows):
+        row["epoch"] = 11 + i
+    assert _significant_gain(_Run(rows, 10, 400, None)).startswith("val_acc rose 0.500 → 0.900 from epoch 12 on")
+    assert _Run(rows, 10, 400, None).epoch(0) == 11
+
+
+def test_underfitting_bars_and_what_the_verdict_quotes():
+    ctx = {"num_classes": None, "val_images": None, "schedule": None, "label_smoothing": 0.0}
+    # the best final accuracy is the higher of train and val: a high val_acc is fit enough
+    fit_on_val = diagnose(_rows([0.3] * 4, [0.3] * 4, [0.3] * 4, [0.95] * 4))
+    assert fit_on_val["verdict"] != "underfitting" and "best final accuracy" not in str(fit_on_val["evidence"])
+    assert diagnose(_rows([0.3] * 4, [0.3] * 4))["verdict"] == "underfitting"  # no val: train accuracy alone
+    # skill exactly 0.9 (no class count: chance 0) is not "loose" however high the loss
+    assert diagnose(_rows([1.5] * 4, [0.9] * 4))["verdict"] == "healthy"
+    # a loss exactly at 40 % of ln 10 is not above it
+    assert diagnose(_rows([0.4 * LN10] * 4, [0.8] * 4))["verdict"] == "healthy"
+    # skill exactly 0.6 is not below the bar: only the loss makes this run underfit
+    at_bar = diagnose(_rows([1.5] * 4, [0.6] * 4))
+    assert at_bar["verdict"] == "underfitting" and not any("best final accuracy" in e for e in at_bar["evidence"])
+    # three flat epochs are enough to call underfitting; two are not
+    assert diagnose(_rows([2.0] * 3, [0.2] * 3))["verdict"] == "underfitting"
+    short = diagnose(_rows([2.0] * 2, [0.2] * 2))
+    assert short["verdict"] == "not converged" and short["context"] == ctx
+    # still falling fast: the evidence quotes the last two losses, and the run's context is kept
+    falling = diagnose(_rows([2.3, 2.25, 2.2, 2.1, 1.5], [0.2] * 5))
+    assert falling["verdict"] == "not converged" and falling["context"] == ctx
+    assert any(e.startswith("train_loss still falling fast: 2.1000 → 1.5000") for e in falling["evidence"])
+    no_val_falling = diagnose(_rows([0.5, 0.4], [0.95] * 2))
+    assert no_val_falling["verdict"] == "not converged" and no_val_falling["context"] == ctx
+
+
+def test_each_verdict_keeps_the_context_and_quotes_the_last_two_losses():
+    ctx = {"num_classes": None, "val_images": None, "schedule": None, "label_smoothing": 0.0}
+    assert diagnose(_rows([2.0] * 3, [0.2] * 3)) == {**diagnose(_rows([2.0] * 3, [0.2] * 3)), "context": ctx}
+    healthy = diagnose(_rows([0.3] * 4, [0.95] * 4))
+    assert healthy["verdict"] == "healthy" and healthy["context"] == ctx
+    falling = diagnose(_rows([0.5, 0.45, 0.4, 0.3, 0.2], [0.95] * 5))  # no val split, still falling
+    assert falling["evidence"][-1] == "train_loss still falling 0.3000 → 0.2000 in the last epoch"
+
+
+def _gap_run(val_loss, train_loss=(1.0, 0.6, 0.5, 0.45), train_acc=(0.7, 0.9, 0.97, 0.99), val_acc=0.9):
+    """Four epochs with a train/val accuracy gap (0.09 with exact val numbers): whether it is overfitting
+    depends on the val_loss turn or on the val/train loss ratio alone."""
+    return _rows(list(train_loss), list(train_acc), list(val_loss), [0.7, 0.85] + [val_acc] * 2)
+
+
+def test_the_turn_of_the_validation_loss_exactly():
+    floor = 0.05 * LN10  # an absolute rise must pass 5 % of ln(C)
+    assert diagnose(_gap_run([1.0, 0.5, 0.5, 0.7]))["verdict"] == "overfitting"  # +0.2 from the (first) minimum
+    assert diagnose(_gap_run([1.0, 0.5, 0.55, 0.6]))["verdict"] != "overfitting"  # +20 % but only 0.1
+    assert diagnose(_gap_run([1.0, 0.0, 0.05, floor]))["verdict"] != "overfitting"  # exactly the floor: no turn
+    assert diagnose(_gap_run([1.0, 0.0, 0.05, floor * 1.01]))["verdict"] == "overfitting"
+    # no turn, val/train exactly 1.8: not beyond the ratio
+    assert 0.9 / 0.5 == 1.8
+    assert diagnose(_gap_run([1.0, 0.95, 0.92, 0.9], train_loss=(1.0, 0.7, 0.6, 0.5)))["verdict"] != "overfitting"
+    assert diagnose(_gap_run([1.0, 0.95, 0.92, 0.91], train_loss=(1.0, 0.7, 0.6, 0.5)))["verdict"] == "overfitting"
+
+
+def test_the_width_of_the_validation_interval_exactly():
+    p = 0.5931937144474124  # found by search: on 89 images its interval is 0.2 wide to the last bit
+    lo, hi = wilson(p, 89)
+    assert hi - lo == 0.2
+    rows = _rows([0.5, 0.4, 0.35, 0.3], [0.7] * 4, [0.5] * 4, [p] * 4)
+    assert diagnose(rows, None, 89)["verdict"] == "healthy"  # not wider than 0.2
+    assert diagnose(rows, None, 88)["verdict"] == "too little validation data"
+
+
+def test_a_gap_is_weighed_against_half_the_interval_only_when_the_interval_is_wide():
+    overfit = dict(train_loss=(1.0, 0.3, 0.1, 0.05))
+    val_loss = [1.0, 0.5, 0.7, 0.9]
+    # 200 images: the interval (≈ 0.10 wide) is narrow, so a gap of 0.037 (< half of it) still counts
+    rows = _gap_run(val_loss, train_acc=(0.7, 0.9, 0.92, 0.93), val_acc=0.85, **overfit)
+    assert wilson(0.85, 200)[1] - wilson(0.85, 200)[0] < 0.2 and diagnose(rows, None, 200)["verdict"] == "overfitting"
+    # 10 images at 0.3: an interval 0.49 wide; a gap must reach half of it (0.2475)
+    lo, hi = wilson(0.3, 10)
+    verdicts = [diagnose(_gap_run(val_loss, train_acc=(0.7, 0.9, 0.9, hi + gap), val_acc=0.3, **overfit), None, 10)
+                ["verdict"] for gap in (0.2, 0.3)]
+    assert verdicts == ["too little validation data", "overfitting"]
+    # exactly half the interval counts (found by search: 0.8561538839240573 − hi is (hi − lo) / 2 to the last bit)
+    lo, hi = wilson(0.305, 10)
+    assert 0.8561538839240573 - hi == (hi - lo) / 2
+    rows = _gap_run(val_loss, train_acc=(0.7, 0.9, 0.9, 0.8561538839240573), val_acc=0.305, **overfit)
+    assert diagnose(rows, None, 10)["verdict"] == "overfitting"
+
+
+def test_memorising_is_judged_below_a_skill_of_exactly_0_8():
+    # no class count: chance 0, skill = accuracy; 0.8 at the best epoch is not below the bar
+    assert diagnose(_overfit(train_acc_at_best=0.8), None, 2000)["advice"][0] != AUDIT
+    assert diagnose(_overfit(train_acc_at_best=0.79), None, 2000)["advice"][0] == AUDIT

@@ -149,7 +149,7 @@ def test_clipping_skips_parameters_without_gradients(monkeypatch):
 
 def test_smoothed_loss_floor_is_the_least_loss_a_perfect_model_reaches():
     from deeprecipe.train.losses import smoothed_loss_floor
-    for eps, c in ((0.1, 10), (0.2, 3), (0.05, 100)):
+    for eps, c in ((0.1, 10), (0.2, 3), (0.05, 100), (0.1, 2)):
         target = torch.full((1, c), eps / c)
         target[0, 0] += 1 - eps
         best = classification_loss(target.log(), torch.tensor([0]), eps).item()  # logits = log of the target itself

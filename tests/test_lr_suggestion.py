@@ -1,15 +1,18 @@
-"""The LR range test's suggestion on synthetic curves whose steepest point and minimum are known, and one short
-real range test checked for its lr ladder and smoothing (about a second)."""
+"""The LR range test's suggestion on synthetic curves whose steepest point and minimum are known, its loop (defaults,
+smoothing, stop rules) on a stand-in trainer whose loss is a function of the lr, and one short real range test
+checked for its lr ladder and smoothing (about a second)."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 import pytest
+import torch
 
 from deeprecipe.config import resolve_config
 from deeprecipe.recipe.lr_find import LRFindResult, run_lr_find, suggest_lr
 from deeprecipe.session import Session
+from deeprecipe.train.trainer import NonFiniteLoss
 
 
 def _curve(centre=-3.0, n=60, rise_at=0.1):
@@ -105,3 +108,87 @@ def test_a_range_test_stops_once_the_smoothed_loss_runs_away(mnist_npz):
         assert i <= 5 or s <= 1.3 * min(r.smoothed[:i + 1])
     if by_rule:
         assert r.smoothed[-1] > 1.3 * min(r.smoothed)
+
+
+class _FakeTrainer:
+    """Just enough of a Trainer for the range test's loop: the loss is a function of the lr it was given."""
+
+    def __init__(self, loss_of_lr, batches=3):
+        self.loss_of_lr, self.batches, self.steps, self.epochs = loss_of_lr, batches, 0, []
+        self.model = torch.nn.Linear(1, 1)
+        self.model.eval()
+        outer = self
+
+        class Loader:
+            def set_epoch(self, epoch):
+                outer.epochs.append(epoch)
+
+            def __iter__(self):
+                return iter([(torch.zeros(1), torch.zeros(1))] * outer.batches)
+
+        self.train_loader = Loader()
+
+    def train_step(self, x, y):
+        self.value = self.loss_of_lr(self.lr_at(self.steps))
+        self.steps += 1
+        if not math.isfinite(self.value):
+            raise NonFiniteLoss(self.value, 0, self.steps, self.lr_at(self.steps - 1))
+
+    def read_losses(self):
+        return self.value
+
+
+class _FakeSession:
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def make_trainer(self, resume, show_progress=True):
+        assert resume is None and not show_progress
+        return self.trainer
+
+
+def test_the_default_range_test_spans_1e_6_to_1_in_100_steps_cycling_the_loader():
+    fake = _FakeTrainer(lambda lr: 2.0)
+    r = run_lr_find(_FakeSession(fake))
+    assert fake.model.training  # the range test trains
+    assert len(r.lrs) == 100 and r.lrs[0] == pytest.approx(1e-6) and r.lrs[-1] == pytest.approx(1.0)
+    assert r.lrs[1] == pytest.approx(1e-6 * 1e6 ** (1 / 99)) and r.diverged_at is None
+    assert fake.epochs == list(range(34))  # 3 batches an epoch: the loader restarts with a new epoch number
+    assert r.smoothed == pytest.approx([2.0] * 100)  # bias-corrected from the first step
+
+
+def test_the_default_smoothing_and_stop_rule():
+    # loss 1 until lr 1e-3, then 10: the 0.9-smoothed loss passes 4 × its minimum on the 4th step at 10
+    fake = _FakeTrainer(lambda lr: 1.0 if lr < 1e-3 else 10.0)
+    r = run_lr_find(_FakeSession(fake))
+    jump = next(i for i, lr in enumerate(r.lrs) if lr >= 1e-3)
+    avg = 0.0
+    for i, v in enumerate(r.losses):
+        avg = 0.9 * avg + 0.1 * v
+        assert r.smoothed[i] == pytest.approx(avg / (1 - 0.9 ** (i + 1)))
+    assert max(r.smoothed[:-1]) <= 4.0 and r.smoothed[-1] > 4.0 and r.diverged_at == r.lrs[-1]
+    assert len(r.lrs) == jump + 4  # 1 → 1 + 9·(1 − 0.9^k) passes 4 first at k = 4 (bias correction ~1 here)
+
+
+def test_a_non_finite_loss_stops_the_range_test_at_its_lr():
+    fake = _FakeTrainer(lambda lr: 1.0 if lr < 1e-2 else float("nan"))
+    r = run_lr_find(_FakeSession(fake), start_lr=1e-4, end_lr=1.0, steps=5)
+    assert r.lrs == pytest.approx([1e-4, 1e-3]) and r.diverged_at == pytest.approx(1e-2)
+    assert len(r.losses) == len(r.smoothed) == 2 and r.suggestion is None  # too short to suggest
+
+
+def test_the_stop_rule_starts_at_step_6_and_needs_more_than_diverge_times_the_minimum(monkeypatch):
+    import deeprecipe.recipe.lr_find as lr_find
+    labels = []
+    monkeypatch.setattr(lr_find, "track", lambda it, label: labels.append(label) or it)
+    late = run_lr_find(_FakeSession(_FakeTrainer(lambda lr: 1.0 if lr < 0.05 else 100.0)), 1e-6, 1.0, steps=7)
+    assert late.lrs[5] == pytest.approx(0.1)  # ×10 a step: the loss is far above 4x from step 5 on ...
+    assert len(late.lrs) == 7 and late.diverged_at == late.lrs[-1]  # ... and the rule stops the test at step 6
+    assert labels == ["lr-find"]  # the progress bar is named
+    # without smoothing (beta 0) the smoothed loss is the loss: exactly 4x the minimum is not beyond it
+    at = run_lr_find(_FakeSession(_FakeTrainer(lambda lr: 1.0 if lr < 1e-3 else 4.0)), 1e-4, 1e-1, steps=10, beta=0.0)
+    assert at.smoothed == at.losses and len(at.lrs) == 10 and at.diverged_at is None
+    past = run_lr_find(_FakeSession(_FakeTrainer(lambda lr: 1.0 if lr < 1e-3 else 4.01)), 1e-4, 1e-1, steps=10, beta=0.0)
+    assert len(past.lrs) == 7 and past.diverged_at == past.lrs[-1]  # lr 1e-3 is step 3; the rule waits for step 6
+    two = run_lr_find(_FakeSession(_FakeTrainer(lambda lr: 1.0)), 1e-3, 1e-1, steps=2)
+    assert two.lrs == pytest.approx([1e-3, 1e-1])  # two steps span the whole range

@@ -164,6 +164,12 @@ def test_warmup_rises_linearly_to_the_schedule():
     assert schedule_curve(sched(name="constant", warmup_epochs=0), 5, 10) == [1.0] * 5
 
 
+def test_cosine_holds_its_floor_past_the_last_step():
+    # a step beyond the planned total (a run extended on resume) stays at the floor instead of rising again
+    cfg = sched(name="cosine", min_lr_ratio=0.1)
+    assert [lr_factor(s, 100, 10, cfg) for s in (100, 150, 200)] == pytest.approx([0.1] * 3)
+
+
 def test_plot_schedule_writes_png(tmp_path):
     out = tmp_path / "lr.png"
     plot_schedule(sched(name="cosine", warmup_epochs=1), 50, 10, out)

@@ -272,7 +272,6 @@ def _judge(run: _Run, notes: list[str]) -> dict:
         return _result("healthy", evidence + ["no validation split: generalisation not checked"], run)
 
     vals = run.val_loss
-    val_acc = run.val_acc[last]
     lo, hi = run.interval(last)
     best_epoch = min(range(len(vals)), key=vals.__getitem__)
     rise = vals[-1] / max(vals[best_epoch], 1e-12) - 1.0
