@@ -231,7 +231,7 @@ def test_double_descent_quick_trains_every_width_to_its_table_and_plot(tmp_path)
     assert params == sorted(params) and params[0] < params[-1]
     assert result.rows[-1]["train_error"] <= 0.01                           # the widest net fits the noisy labels
     assert result.rows[0]["train_error"] > result.rows[-1]["train_error"]   # the narrowest cannot
-    assert set(result.checks) >= {"a test-error peak near the interpolation threshold"}
+    assert set(result.checks) >= {"a test-error peak near the interpolation threshold, lower again for wider nets"}
 
 
 @pytest.mark.slow

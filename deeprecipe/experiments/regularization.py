@@ -97,22 +97,25 @@ def _conclude(rows: list[dict], seeds: int) -> tuple[str, dict[str, bool]]:
 
 def _plot(rows: list[dict], path: Path) -> None:
     plt = pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
     names = [r["setting"].replace("_", "\n") for r in rows]
     x = np.arange(len(rows))
     for off, key, label in ((-0.2, "train_acc", "train (clean)"), (0.2, "val_acc", "validation")):
         left.bar(x + off, [r[f"{key}_mean"] for r in rows], width=0.4, yerr=[r[f"{key}_std"] for r in rows],
                  capsize=3, label=label)
     left.set_xticks(x, names, fontsize=8)
-    left.set(ylabel="accuracy", title="Train vs validation accuracy (mean ± std over seeds)", ylim=(0, 1.05))
-    left.legend(fontsize=8)
-    right.bar(x - 0.2, [r["gap_mean"] for r in rows], yerr=[r["gap_std"] for r in rows], width=0.4, capsize=3,
-              color="C3", label="accuracy: train − val")
+    left.set(ylabel="accuracy", title="Train vs validation accuracy (mean ± std over seeds)", ylim=(0, 1.15))
+    left.legend(fontsize=8, loc="upper right", ncols=2)
+    acc = right.bar(x - 0.2, [r["gap_mean"] for r in rows], yerr=[r["gap_std"] for r in rows], width=0.4, capsize=3,
+                    color="C3", label="accuracy: train − val (left axis)")
     twin = right.twinx()
-    twin.bar(x + 0.2, [r["loss_gap_mean"] for r in rows], yerr=[r["loss_gap_std"] for r in rows], width=0.4,
-             capsize=3, color="C4", label="cross-entropy: val − train")
+    loss = twin.bar(x + 0.2, [r["loss_gap_mean"] for r in rows], yerr=[r["loss_gap_std"] for r in rows], width=0.4,
+                    capsize=3, color="C4", label="cross-entropy: val − train (right axis)")
     right.set_xticks(x, names, fontsize=8)
-    right.set(ylabel="accuracy gap", title="Generalisation gap (mean ± std)")
+    right.set(ylabel="accuracy gap", title="Generalisation gap (mean ± std over seeds)")
+    right.set_ylim(0, 1.3 * max(r["gap_mean"] + r["gap_std"] for r in rows))
+    twin.set_ylim(0, 1.3 * max(r["loss_gap_mean"] + r["loss_gap_std"] for r in rows))
     twin.set_ylabel("loss gap")
-    fig.legend(loc="upper right", fontsize=7)
+    right.legend(handles=[acc, loss], fontsize=8, loc="upper right")
+    fig.tight_layout()
     save_png(fig, path, dpi=110)
