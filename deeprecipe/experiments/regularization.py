@@ -43,11 +43,11 @@ BASE = ["model.name=mlp", "model.depth=2", "model.width=512", "model.dropout=0",
 
 @register_experiment("regularization", "Regularisation shrinks the train–validation gap of a net that overfits")
 def run(quick: bool, out: Path) -> ExperimentResult:
-    per_class, epochs, seeds = (10, 15, [0]) if quick else (20, 60, [0, 1, 2])
+    per_class, held_out, epochs, seeds = (10, 30, 12, [0]) if quick else (20, 100, 60, [0, 1, 2])
     runs = [(name, seed) for seed in seeds for name in SETTINGS]
     measured: dict[str, list[dict]] = {name: [] for name in SETTINGS}
     for name, seed in track(runs, description="regularization: training"):
-        ds = per_class_split(per_class, 100, 100, seed)
+        ds = per_class_split(per_class, held_out, held_out, seed)
         res = train_quietly(ds, BASE + SETTINGS[name] + [f"train.epochs={epochs}", f"train.seed={seed}"])
         train, val = evaluate_clean(res, "train"), evaluate_clean(res, "val")
         measured[name].append({"train_acc": train["acc"], "val_acc": val["acc"], "gap": train["acc"] - val["acc"],
