@@ -242,4 +242,6 @@ def test_double_descent_full_fits_noisy_labels_and_reports_the_curve(tmp_path):
     assert result.checks["the widest net fits its noisy training set"]
     first, last = result.rows[0], result.rows[-1]
     assert first["train_error"] > 0.1 and last["test_error"] < first["test_error"]
-    assert "interpolation threshold" in (out / "conclusion.txt").read_text()
+    # The peak as measured here (8×8 digits: width 64, 0.276 between 0.247 at width 16 and 0.196 at 1024).
+    assert result.checks["a test-error peak near the interpolation threshold, lower again for wider nets"], result.rows
+    assert "Peak at width" in (out / "conclusion.txt").read_text()
