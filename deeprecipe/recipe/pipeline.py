@@ -96,7 +96,7 @@ def step_search(session: Session, suggestion: float, run_dir: Path):
     extra = None if session.cfg.search.space else (lambda verdict: refine_additions(verdict, session.cfg))
     # The configured settings are a trial of each stage, kept unless beaten beyond the validation noise.
     result = run_search(search_session, run_dir / "search", storage=None, study="recipe", enqueue=starts,
-                        extra_refine=extra, baseline=session.cfg.optim.lr > 0)
+                        extra_refine=extra, baseline=session.cfg.optim.lr > 0, persist=False)
     coarse = [t for t in result.trials if t["stage"] == "coarse"]
     refine = [t for t in result.trials if t["stage"] == "refine"]
     rows = [[t["stage"], t["number"], t["state"], "" if t["value"] is None else f"{t['value']:.4f}",
