@@ -29,6 +29,33 @@ def digits_subset(per_class: int | None = None, classes: list[int] | None = None
                     classes=[str(c) for c in keep_classes], name="builtin:mnist5k subset")
 
 
+def per_class_split(train: int, val: int, test: int, seed: int = 0) -> ImageSet:
+    """builtin:mnist5k with a given split of exactly `train`/`val`/`test` images per class, drawn by `seed`
+    (the rest of the digits unused): few training images, and held-out sets large enough to measure a gap."""
+    ds = load_source("builtin:mnist5k")
+    labels = ds.labels.numpy()
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list] = {"train": [], "val": [], "test": []}
+    for c in range(len(ds.classes)):
+        pool = rng.permutation(np.flatnonzero(labels == c))
+        if len(pool) < train + val + test:
+            raise ValueError(f"class {c} has {len(pool)} images, fewer than {train + val + test}")
+        for name, (lo, hi) in (("train", (0, train)), ("val", (train, train + val)), ("test", (train + val, train + val + test))):
+            parts[name].append(pool[lo:hi])
+    splits = {k: np.sort(np.concatenate(v)) for k, v in parts.items()}
+    return ImageSet(ds.images, ds.labels, ds.classes, splits=splits,
+                    name=f"builtin:mnist5k, {train}/{val}/{test} per class")
+
+
+def evaluate_clean(res: dict, split: str = "train") -> dict[str, float]:
+    """Accuracy and cross-entropy of the trained net on a split seen without augmentation (dropout off): the
+    honest training numbers, not the running ones measured while the net trained on augmented, dropped-out
+    batches (and with label smoothing in the loss)."""
+    session, trainer = res["session"], res["trainer"]
+    loader = session.data.loader(split, session.cfg, session.device, augment=False, channels_last=session.channels_last)
+    return trainer.evaluate(loader)
+
+
 # One thread unless the caller says otherwise: these nets are small, and on a few shared cores one thread
 # per run is usually fastest (no oversubscription).
 DEFAULTS = ["train.threads=1"]

@@ -40,7 +40,7 @@ def first_epoch_at(history: list[dict], acc: float) -> int | None:
 
 @register_experiment("memorization", "The same net fits random labels, more slowly, and its test accuracy stays at chance")
 def run(quick: bool, out: Path) -> ExperimentResult:
-    per_class, epochs = (10, 20) if quick else (50, 60)
+    per_class, epochs = (10, 12) if quick else (50, 60)
     ds = digits_subset(per_class=per_class)
     splits = split_indices(ds.labels.numpy(), 0.2, 0.3, 0)  # half the images train
     sets = {"true labels": ImageSet(ds.images, ds.labels, ds.classes, splits=splits, name=ds.name),
