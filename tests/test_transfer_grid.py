@@ -58,8 +58,8 @@ def test_checks_follow_the_numbers_not_the_lectures():
 
 # ------------------------------------------------------------------------------------------ the experiment
 def test_transfer_grid_quick(tmp_path):
-    """Seconds: a weak source, one seed. What must hold even so: pretraining on digits helps the digit target
-    more than the photo target, and every cell has its three methods."""
+    """Seconds: a weak source (83% on its digits), one seed. What must hold even so: pretraining on digits helps
+    the digit target more than the photo target (measured: +27 vs +7 points at 10/class)."""
     result, out = run_experiment("transfer-grid", quick=True, out=tmp_path)
     cells = {(r["target"], r["data"]): {} for r in result.rows}
     for r in result.rows:
@@ -67,7 +67,10 @@ def test_transfer_grid_quick(tmp_path):
     assert sorted(cells) == [("different", "little"), ("different", "much"), ("similar", "little"), ("similar", "much")]
     assert all(sorted(c) == ["finetune", "linear_probe", "scratch"] for c in cells.values())
     gain = {t: cells[(t, "little")]["finetune"] - cells[(t, "little")]["scratch"] for t in ("similar", "different")}
-    assert gain["similar"] > gain["different"], gain
+    assert gain["similar"] > gain["different"] + 0.05, gain
+    assert cells[("similar", "little")]["finetune"] > max(cells[("similar", "little")].values()) - 1e-9
+    source = out / "pretrain"  # a deeprecipe run, cached for the next call, without the report it does not need
+    assert (source / "checkpoints" / "best.pt").is_file() and not (source / "report.html").exists()
     saved = json.loads((out / "results.json").read_text())
     assert saved["checks"] == result.checks and (out / "transfer_grid.png").stat().st_size > 10_000
     assert "reproduced here" in result.conclusion

@@ -41,7 +41,7 @@ class GridSettings(StudySettings):
     sizes: dict[str, int] = field(default_factory=lambda: {"little": 20, "much": 100})  # labels per class
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     test_per_class: int = 60       # scikit-learn's digits have 174–183 per class: 60 test leave ≥ 114 to train on
-    steps: int = 150               # optimizer steps per run, every cell and method alike
+    steps: int = 100               # optimizer steps per run, every cell and method alike
     source_per_class: int | None = None  # source images per class (None: all of mnist5k)
     pretrained_stats: bool = True
 
@@ -140,7 +140,7 @@ def plot(rows: list[dict], out: Path) -> Path:
 def transfer_grid_experiment(quick: bool, out: Path) -> ExperimentResult:
     s = GridSettings()
     if quick:  # a weak source and a short budget: seconds, one seed
-        s = GridSettings(model={"name": "convnet", "widths": [8, 16, 32], "convs": 1}, source_per_class=100,
-                         pretrain_epochs=3, seeds=[0], steps=40, test_per_class=40, sizes={"little": 10, "much": 50})
+        s = GridSettings(model={"name": "convnet", "widths": [8, 16, 32], "convs": 1}, source_per_class=200,
+                         pretrain_epochs=4, pretrain_batch=32, seeds=[0], steps=40, test_per_class=40, sizes={"little": 10, "much": 50})
     rows = run_grid(out, s)
     return ExperimentResult(rows, conclusion(rows, s), [plot(rows, out)], grid_checks(rows))
