@@ -63,11 +63,14 @@ def test_a_short_run_with_ema_scores_like_the_raw_weights(mnist_small_npz):
 
 def test_ema_helps_a_noisy_constant_lr_run(mnist_small_npz):
     """Adam at a high constant lr (1e-2, batch 20, 120 steps) keeps jumping around a minimum; the average of
-    the last ~20 steps sits nearer it (measured: +5.6 points, test loss 0.71 → 0.52)."""
+    the last ~20 steps sits nearer it (measured: +3.6 points, test loss 0.52 → 0.44). Seed 1: at this rate a
+    LeNet-5 without normalisation sometimes dies outright (seed 0 does with the activation-matched init, seed 2
+    with He everywhere: loss ln 10 to the end), and a dead net has nothing to average."""
     noisy = [*DIGITS, "train.epochs=6", "train.batch_size=20", "schedule.name=constant", "optim.name=adam",
-             "optim.lr=0.01", "regularize.restore_best=false"]
+             "optim.lr=0.01", "regularize.restore_best=false", "train.seed=1"]
     raw = fit_and_test(mnist_small_npz, noisy)
     ema = fit_and_test(mnist_small_npz, [*noisy, "regularize.ema=0.95"])
+    assert raw["acc"] > 0.5, raw  # it learnt: the average is taken over a live, noisy run
     assert ema["acc"] > raw["acc"] + 0.01, (ema, raw)
     assert ema["loss"] < 0.9 * raw["loss"], (ema, raw)
 

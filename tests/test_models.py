@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -248,6 +249,30 @@ def test_matched_init_names_the_activation_and_keeps_torch_init_without_one():
     before = linear_only[0].weight.clone()
     init_weights(linear_only, "auto")
     assert torch.equal(before, linear_only[0].weight)
+
+
+@pytest.mark.parametrize("name", ["mlp", "convnet", "resnet20", "lenet5"])
+def test_auto_init_keeps_torchs_init_on_the_last_layer_so_the_first_loss_is_near_chance(name):
+    # The matched (He) gain belongs to layers that feed a ReLU; on the classifier it spreads the logits: the
+    # untrained MLP's loss was 3.1-3.6 and LeNet-5's up to 5 where chance is ln(10) = 2.30 (the doctor failed them).
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, in_chans=1, input_size=28, init="auto")
+    head = model.last_linear()[2]
+    bound = 1 / math.sqrt(head.in_features)  # nn.Linear's own init: kaiming_uniform(a=√5) → U(±1/√fan_in)
+    assert head.weight.abs().max().item() <= bound
+    assert head.weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.2)
+    body_layer = [m for m in model.body.modules() if isinstance(m, (nn.Linear, nn.Conv2d))][0]
+    fan_in = body_layer.weight[0].numel()
+    assert body_layer.weight.std().item() == pytest.approx(math.sqrt(2.0 / fan_in), rel=0.2)  # He in the body
+    from deeprecipe.data.sources import load_source
+    digits = load_source("builtin:mnist5k")
+    x = torch.as_tensor(np.asarray(digits.images[:256]), dtype=torch.float32) / 255
+    x = (x - x.mean()) / x.std()  # normalised, as the pipeline feeds it
+    with torch.no_grad():
+        loss = nn.functional.cross_entropy(model.train()(x), torch.as_tensor(np.asarray(digits.labels[:256])).long())
+    assert abs(loss.item() - math.log(10)) < 0.35 * math.log(10)  # the doctor's tolerance
+    explicit = create_model(name, num_classes=10, in_chans=1, input_size=28, init="he_normal").last_linear()[2]
+    assert explicit.weight.std().item() == pytest.approx(math.sqrt(2.0 / explicit.in_features), rel=0.2)  # as asked
 
 
 # ---------------------------------------------------------------------------------------------- dropout kinds

@@ -287,7 +287,7 @@ def test_ready_config_trains_a_real_classifier(path, easy_npz, local_resnet18, t
     monkeypatch.setattr(api, "write_report_safely", lambda run_dir, data=None: None)  # reports: tested above
     easy = [f"data.spec={easy_npz}", "data.image_size=null", "train.batch_size=16", "data.test_fraction=0.2"]
     if not cfg.model.pretrained:
-        summary = api.train(str(path), overrides=[*easy, "train.epochs=3"], out=tmp_path / "run", show_progress=False)
+        summary = api.train(str(path), overrides=[*easy, "train.epochs=5"], out=tmp_path / "run", show_progress=False)
         assert summary["test_acc"] >= 0.8, summary["test_acc"]
         return
     # One short epoch (ResNet-18 is slow on a CPU) on a fifth of the slice.

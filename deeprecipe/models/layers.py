@@ -117,10 +117,14 @@ def init_weights(module: nn.Module, scheme: str | None) -> None:
     """Re-initialise conv/linear weights with the named scheme; biases to zero.
 
     xavier: σ² = 2/(fan_in+fan_out); he: σ² = 2/fan_in; lecun: σ² = 1/fan_in (normal or uniform).
-    'auto' picks the one matched to the model's activation (`matched_init`); 'default' keeps PyTorch's own
-    initialisation.
+    'auto' picks the one matched to the model's activation (`matched_init`) for every layer but the classifier's
+    last, which keeps PyTorch's own, smaller initialisation, as torchvision's ResNets do: that layer feeds no
+    activation, and the matched gain of √2 there spreads the untrained logits — an MLP, LeNet-5 or ResNet-20
+    then started at a loss of 3.1–5 where chance is ln(10) = 2.3, which the doctor rightly fails.
+    'default' keeps PyTorch's own initialisation everywhere.
     """
     scheme = _choice("init", scheme or "default", INITS)
+    torch_head = scheme == "auto"
     if scheme == "auto":
         scheme = matched_init(module)
     if scheme == "default":
@@ -140,6 +144,9 @@ def init_weights(module: nn.Module, scheme: str | None) -> None:
                     w.uniform_(-a, a)
                 if m.bias is not None:
                     m.bias.zero_()
+    last_linear = getattr(module, "last_linear", None)
+    if torch_head and last_linear is not None:
+        last_linear()[2].reset_parameters()
 
 
 def check_dropout(rate: float | None) -> float:

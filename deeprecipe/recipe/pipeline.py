@@ -92,12 +92,11 @@ def step_search(session: Session, suggestion: float, run_dir: Path):
     search_session = Session.create(cfg, data=session.data)
     wd = session.cfg.optim.weight_decay
     starts = [{"optim.lr": suggestion, "optim.weight_decay": wd}]
-    if session.cfg.optim.lr > 0:
-        starts.append({"optim.lr": session.cfg.optim.lr, "optim.weight_decay": wd})
     # The regularisation knobs join the refine stage only when the coarse winner's curves read overfitting.
     extra = None if session.cfg.search.space else (lambda verdict: refine_additions(verdict, session.cfg))
+    # The configured settings are a trial of each stage, kept unless beaten beyond the validation noise.
     result = run_search(search_session, run_dir / "search", storage=None, study="recipe", enqueue=starts,
-                        extra_refine=extra)
+                        extra_refine=extra, baseline=session.cfg.optim.lr > 0, persist=False)
     coarse = [t for t in result.trials if t["stage"] == "coarse"]
     refine = [t for t in result.trials if t["stage"] == "refine"]
     rows = [[t["stage"], t["number"], t["state"], "" if t["value"] is None else f"{t['value']:.4f}",
@@ -122,6 +121,7 @@ def step_final(result, refine: list[dict], run_dir: Path) -> tuple[Step, dict]:
              ("the coarse winner's curves read overfitting: refine also searched " + ", ".join(result.refine_added))
              if result.refine_added else "refine added no regularisation knobs (the coarse winner did not read "
                                          "overfitting, or search.space was given)",
+             *([result.baseline_note] if result.baseline_note else []),
              "best params " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                         for k, v in result.best_params.items()),
              f"final run: {summary['epochs_run']} epochs, schedule {final_cfg.schedule.name}, "

@@ -36,6 +36,7 @@ from ..errors import DeepRecipeError
 from ..plots import pyplot, save_png
 from ..session import Session
 from ..utils import atomic_write_text, note, write_json
+from .baseline import BASELINE, choose, configured_values
 from .samplers import make_pruner, make_sampler
 
 KINDS = ("log", "uniform", "int", "choice")
@@ -159,8 +160,11 @@ def objective_for(session: Session, params: list[Param], epochs: int, fixed: dic
     """An Optuna objective: one short training run, reporting val accuracy after every epoch."""
 
     def objective(trial) -> float:
-        values = {p.key: p.suggest(trial) for p in params}
-        values.update(fixed or {})
+        if trial.user_attrs.get(BASELINE):  # the configured settings, as they are
+            values = configured_values(session.cfg, [p.key for p in params] + list(fixed or {}))
+        else:
+            values = {p.key: p.suggest(trial) for p in params}
+            values.update(fixed or {})
         trial.set_user_attr("values", values)  # what was trained (a zero-able range records its raw draw)
         cfg = apply_params(session.cfg, values)
         cfg.train.epochs = epochs
@@ -169,7 +173,8 @@ def objective_for(session: Session, params: list[Param], epochs: int, fixed: dic
 
         def report(tr, row):
             trial.report(row.get("val_acc", 0.0), row["epoch"])
-            if row["epoch"] < epochs and trial.should_prune():  # a finished trial is kept: its epochs are spent
+            # A finished trial is kept (its epochs are spent); the baseline runs to the end, as the yardstick.
+            if row["epoch"] < epochs and not trial.user_attrs.get(BASELINE) and trial.should_prune():
                 raise optuna.TrialPruned(f"val_acc {row.get('val_acc', 0.0):.4f} after epoch {row['epoch']}")
 
         trainer.hooks["on_epoch_end"].append(report)
@@ -184,7 +189,7 @@ def objective_for(session: Session, params: list[Param], epochs: int, fixed: dic
     return objective
 
 
-def open_study(storage: str, name: str, epochs: int, pruner: str, sampler=None):
+def open_study(storage: str | None, name: str, epochs: int, pruner: str, sampler=None):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     last_error: Exception | None = None
     for attempt in range(6):
@@ -238,15 +243,22 @@ class SearchResult:
     trials: list[dict]
     stages: dict[str, int]
     refine_added: list[str] = field(default_factory=list)  # keys the refine stage added to the space
+    baseline_note: str | None = None  # the guard's decision between the best trial and the configured one
+    kept_configured: bool = False
 
 
 def run_search(session: Session, run_dir: Path, trials: int | None = None, storage: str | None = None,
                study: str | None = None, enqueue: list[dict[str, Any]] | None = None,
-               extra_refine: Callable[[str | None], tuple[dict, dict]] | None = None) -> SearchResult:
+               extra_refine: Callable[[str | None], tuple[dict, dict]] | None = None,
+               baseline: bool = False, persist: bool = True) -> SearchResult:
     """Coarse stage, then refine stage; writes trials.json, search.png and best.yaml into run_dir.
 
     `extra_refine(verdict)` gets the diagnosis of the coarse winner's curves and returns more space for the
-    refine stage (and the values its first trial, the coarse winner, keeps for them)."""
+    refine stage (and the values its first trial, the coarse winner, keeps for them). With `baseline`, each
+    stage also trains the configured settings (never pruned), and the result keeps them unless the best trial
+    beats them beyond the validation set's noise (recipe/baseline.py). Without a storage URL the study lives in
+    run_dir/search.db, or with `persist=False` in memory (one process, recorded in trials.json: the recipe's way,
+    which spares a disk sync per Optuna write — 2 of 12 s of a recipe on a small set)."""
     scfg = session.cfg.search
     params = parse_space(scfg.space, session.cfg)
     if not len(session.data.splits["val"]):
@@ -254,10 +266,12 @@ def run_search(session: Session, run_dir: Path, trials: int | None = None, stora
     run_dir.mkdir(parents=True, exist_ok=True)
     # A study of one's own is seeded by train.seed (reproducible); workers sharing one draw their own points.
     seed = None if (storage or scfg.storage) else session.cfg.train.seed
-    storage = storage or scfg.storage or f"sqlite:///{(run_dir / 'search.db').resolve()}"
+    storage = storage or scfg.storage or (f"sqlite:///{(run_dir / 'search.db').resolve()}" if persist else None)
     name = study or scfg.study or "deeprecipe"
     total = trials or scfg.trials
     coarse = open_study(storage, name, scfg.epochs, scfg.pruner, make_sampler(scfg.sampler, params, total, seed))
+    if baseline:
+        coarse.enqueue_trial({}, user_attrs={BASELINE: True})
     for values in enqueue or []:
         coarse.enqueue_trial({p.key: p.raw(values[p.key]) for p in params if p.key in values}, skip_if_exists=True)
     optimize_shared(coarse, objective_for(session, params, scfg.epochs), total, scfg.budget)
@@ -278,17 +292,22 @@ def run_search(session: Session, run_dir: Path, trials: int | None = None, stora
         epochs = scfg.refine_epochs or 2 * scfg.epochs
         refine = open_study(storage, f"{name}-refine", epochs, scfg.pruner,
                             make_sampler(scfg.sampler, narrow, scfg.refine_trials, seed))
-        refine.enqueue_trial(start, skip_if_exists=True)
-        optimize_shared(refine, objective_for(session, narrow, epochs, fixed), scfg.refine_trials)
+        from_baseline = bool(best.user_attrs.get(BASELINE))
+        refine.enqueue_trial(start, skip_if_exists=True, user_attrs={BASELINE: True} if from_baseline else None)
+        extra_trial = baseline and not from_baseline  # the yardstick at the refine stage's length too
+        if extra_trial:
+            refine.enqueue_trial({}, user_attrs={BASELINE: True})
+        optimize_shared(refine, objective_for(session, narrow, epochs, fixed), scfg.refine_trials + extra_trial)
         best_study, stages["refine"] = refine, len(trial_rows(refine, "refine"))
     best = _best_trial(best_study)
+    best, guard, kept = choose(best_study, best, len(session.data.splits["val"]))
     best_params = _values(best)
     best_cfg = apply_params(session.cfg, best_params)
     rows = trial_rows(coarse, "coarse") + (trial_rows(best_study, "refine") if best_study is not coarse else [])
     write_json(run_dir / "trials.json", rows)
     atomic_write_text(run_dir / "best.yaml", yaml.safe_dump(best_cfg.to_dict(), sort_keys=False))
     plot_best_so_far(rows, run_dir / "search.png")
-    return SearchResult(best_params, float(best.value), best_cfg, rows, stages, added_keys)
+    return SearchResult(best_params, float(best.value), best_cfg, rows, stages, added_keys, guard, kept)
 
 
 def _values(trial) -> dict[str, Any]:
@@ -312,7 +331,8 @@ def trial_rows(study, stage: str) -> list[dict]:
         value = t.value if t.value is not None else (max(t.intermediate_values.values()) if t.intermediate_values else None)
         rows.append({"stage": stage, "number": t.number, "state": t.state.name.lower(), "value": value,
                      "epochs": len(t.intermediate_values), "params": _values(t),
-                     "error": t.user_attrs.get("error"), "diagnosis": t.user_attrs.get("diagnosis")})
+                     "error": t.user_attrs.get("error"), "diagnosis": t.user_attrs.get("diagnosis"),
+                     "configured": bool(t.user_attrs.get(BASELINE))})
     return rows
 
 
