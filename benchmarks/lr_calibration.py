@@ -78,7 +78,11 @@ def suggestions(overrides: list[str]) -> dict[str, float | None]:
     out = {"range (deeprecipe)": rt.suggestion,
            "range (fastai valley)": fastai_valley(rt.lrs, rt.smoothed) if len(rt.lrs) > 5 else None,
            "range (fastai minimum)": rt.lrs[int(np.argmin(rt.smoothed))] / 10 if rt.lrs else None}
-    out["short-runs"] = run_short_runs(session).suggestion
+    short = run_short_runs(session)
+    out["short-runs"] = short.suggestion
+    # The raw curves too, so that other readings of the same tests can be scored without training again.
+    out["curves"] = {"range": {"lrs": rt.lrs, "smoothed": rt.smoothed},
+                     "short-runs": {"lrs": short.lrs, "falls": [f if math.isfinite(f) else None for f in short.falls]}}
     return out
 
 
@@ -107,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
             results[key] = {"accs": {str(k): v for k, v in accs.items()}, "band": best_band(accs), "suggestions": sugg}
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(results, indent=1))
-            print(key, results[key]["band"], sugg, flush=True)
+            print(key, results[key]["band"], [{k: v for k, v in s.items() if k != "curves"} for s in sugg], flush=True)
     print(markdown(results))
 
 

@@ -1,0 +1,85 @@
+"""Score readings of the stored learning-rate tests against the grids' best bands, without training again.
+
+    python -m benchmarks.lr_readings [--results benchmarks/results/lr_calibration.json]
+
+`benchmarks/lr_calibration.py` keeps every range test's curve and every short-runs candidate's loss fall
+beside the grid of short full runs. This script applies several readings of those same curves — deeprecipe's,
+the loss minimum itself and fractions of it, the steepest fall, fastai's `valley` — and prints, per reading, how
+many suggestions fall in the best band (widened by half a grid step, √3, each side, as the calibration
+counts) and the seed-to-seed spread (largest / smallest suggestion) of each setup.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.lr_calibration import fastai_valley
+from deeprecipe.recipe.lr_find import suggest_lr
+
+
+def _range_readings(lrs: list[float], smoothed: list[float]) -> dict[str, float | None]:
+    suggestion, min_lr, steep = suggest_lr(lrs, smoothed)
+    out = {"deeprecipe (steepest/min÷10)": suggestion, "steepest": steep, "valley (fastai)": fastai_valley(lrs, smoothed)}
+    for k in (1, 2, 3, 10):
+        out[f"minimum ÷ {k}" if k > 1 else "minimum"] = min_lr / k if min_lr else None
+    return out
+
+
+def _short_readings(lrs: list[float], falls: list[float | None]) -> dict[str, float | None]:
+    scored = [(lr, f) for lr, f in zip(lrs, falls) if f is not None]
+    if not scored:
+        return {"short-runs (largest fall)": None, "short-runs (largest rate within 5% of the largest fall)": None}
+    best = max(f for _, f in scored)
+    near = [lr for lr, f in scored if f >= best - 0.05 * abs(best)]
+    return {"short-runs (largest fall)": max(scored, key=lambda t: t[1])[0],
+            "short-runs (largest rate within 5% of the largest fall)": max(near)}
+
+
+def readings(case: dict) -> dict[str, float | None]:
+    curves = case["curves"]
+    out = _range_readings(curves["range"]["lrs"], curves["range"]["smoothed"])
+    out.update(_short_readings(curves["short-runs"]["lrs"], curves["short-runs"]["falls"]))
+    return out
+
+
+def score(results: dict) -> tuple[list[str], dict[str, dict[str, tuple[int, int, float]]]]:
+    """(setups, reading → setup → (in band, cases, spread))."""
+    table: dict[str, dict[str, tuple[int, int, float]]] = {}
+    setups = [k for k, r in results.items() if all("curves" in s for s in r["suggestions"])]
+    for key in setups:
+        lo, hi = results[key]["band"]
+        per_seed = [readings(s) for s in results[key]["suggestions"]]
+        for name in per_seed[0]:
+            vals = [r[name] for r in per_seed if r[name]]
+            inside = sum(lo / math.sqrt(3) <= v <= hi * math.sqrt(3) for v in vals)
+            spread = max(vals) / min(vals) if vals else float("nan")
+            table.setdefault(name, {})[key] = (inside, len(per_seed), spread)
+    return setups, table
+
+
+def markdown(results: dict) -> str:
+    setups, table = score(results)
+    head = "| reading | " + " | ".join(f"{k} (band {results[k]['band'][0]:g}–{results[k]['band'][1]:g})" for k in setups)
+    rows = [head + " | in band, all | worst spread |", "|---" * (len(setups) + 3) + "|"]
+    for name, cells in table.items():
+        inside = sum(c[0] for c in cells.values())
+        total = sum(c[1] for c in cells.values())
+        worst = max(c[2] for c in cells.values())
+        rows.append(f"| {name} | " + " | ".join(f"{c[0]}/{c[1]}, ×{c[2]:.1f}" for c in cells.values())
+                    + f" | **{inside}/{total}** ({100 * inside / total:.0f} %) | ×{worst:.1f} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--results", type=Path, default=Path(__file__).parent / "results" / "lr_calibration.json")
+    args = p.parse_args(argv)
+    print(markdown(json.loads(args.results.read_text())))
+
+
+if __name__ == "__main__":
+    main()
