@@ -41,8 +41,10 @@ def _as_config(config: Config | dict | str | Path | None, overrides: list[str] |
 
 
 def train(config: Config | dict | str | Path | None = None, out: str | Path | None = None,
-          overrides: list[str] | None = None, resume: str | Path | None = None, show_progress: bool = True) -> dict:
-    """Train one model end to end; returns the summary (also written to RUN/summary.json)."""
+          overrides: list[str] | None = None, resume: str | Path | None = None, show_progress: bool = True,
+          write_report: bool = True) -> dict:
+    """Train one model end to end; returns the summary (also written to RUN/summary.json). `write_report=False` skips
+    report.html (half the cost of a seconds-long run; `deeprecipe report RUN` builds it later)."""
     if resume:
         run_dir = Path(resume)
         if not (run_dir / "config.yaml").is_file():
@@ -87,7 +89,7 @@ def train(config: Config | dict | str | Path | None = None, out: str | Path | No
     if not session.dist.is_main:  # rank 0 evaluates and writes the summary
         shutdown(session.dist)
         return {}
-    summary = finish_run(trainer, session, run_dir, train_seconds)
+    summary = finish_run(trainer, session, run_dir, train_seconds, write_report)
     if pseudo_rounds is not None:
         summary["pseudo"] = pseudo_rounds
     if session.dist.enabled:
@@ -150,7 +152,7 @@ def _finished_summary(sub_run: Path) -> dict | None:
     return summary if isinstance(summary, dict) and "test_acc" in summary else None
 
 
-def finish_run(trainer: Trainer, session: Session, run_dir: Path, train_seconds: float) -> dict:
+def finish_run(trainer: Trainer, session: Session, run_dir: Path, train_seconds: float, write_report: bool = True) -> dict:
     """Evaluate the best checkpoint on the test split and write summary.json (and the report)."""
     best = run_dir / "checkpoints" / "best.pt"
     if best.is_file():
@@ -189,7 +191,8 @@ def finish_run(trainer: Trainer, session: Session, run_dir: Path, train_seconds:
     write_json(run_dir / "summary.json", summary)
     np.savez_compressed(run_dir / "test_predictions.npz", probs=probs.astype(np.float32), labels=labels.numpy(),
                         indices=session.data.splits[part])
-    write_report_safely(run_dir, session.data)
+    if write_report:
+        write_report_safely(run_dir, session.data)
     return summary
 
 
