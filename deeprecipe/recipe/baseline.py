@@ -32,11 +32,11 @@ def beats_baseline(winner: float, baseline: float, val_images: int) -> bool:
     return winner > wilson(baseline, val_images)[1]
 
 
-def guard_line(winner: float, baseline: float, val_images: int) -> str:
-    """What the guard decided, with the interval it judged by."""
+def guard_line(winner: float, baseline: float, val_images: int, beaten: bool) -> str:
+    """What the guard decided (`beaten`: the winner's settings are used), with the interval it judged by."""
     low, high = wilson(baseline, val_images)
     interval = f"the configured trial's 95% interval {low:.3f}–{high:.3f} ({baseline:.4f} on {val_images} images)"
-    if beats_baseline(winner, baseline, val_images):
+    if beaten:
         return f"the best trial's val_acc {winner:.4f} lies above {interval}: its settings are used"
     return (f"kept the configured settings: the best trial's val_acc {winner:.4f} lies inside {interval}, "
             "so the search could not tell them apart (a larger validation split would)")
@@ -56,7 +56,6 @@ def choose(study, best, val_images: int):
         return best, None, False
     if best.number == base.number:  # Optuna hands out copies of its trials: compare numbers
         return base, "the configured settings were the best trial", False
-    note = guard_line(best.value, base.value, val_images)
-    if beats_baseline(best.value, base.value, val_images):
-        return best, note, False
-    return base, note, True
+    beaten = beats_baseline(best.value, base.value, val_images)
+    note = guard_line(best.value, base.value, val_images, beaten)
+    return (best, note, False) if beaten else (base, note, True)

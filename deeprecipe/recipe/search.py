@@ -275,7 +275,8 @@ def run_search(session: Session, run_dir: Path, trials: int | None = None, stora
     for values in enqueue or []:
         coarse.enqueue_trial({p.key: p.raw(values[p.key]) for p in params if p.key in values}, skip_if_exists=True)
     optimize_shared(coarse, objective_for(session, params, scfg.epochs), total, scfg.budget)
-    best_study, stages, added_keys = coarse, {"coarse": len(trial_rows(coarse, "coarse"))}, []
+    coarse_rows, refine_rows = trial_rows(coarse, "coarse"), []  # each study read once, after it finished
+    best_study, stages, added_keys = coarse, {"coarse": len(coarse_rows)}, []
     if scfg.refine_trials:
         best = _best_trial(coarse)
         values = _values(best)
@@ -298,12 +299,13 @@ def run_search(session: Session, run_dir: Path, trials: int | None = None, stora
         if extra_trial:
             refine.enqueue_trial({}, user_attrs={BASELINE: True})
         optimize_shared(refine, objective_for(session, narrow, epochs, fixed), scfg.refine_trials + extra_trial)
-        best_study, stages["refine"] = refine, len(trial_rows(refine, "refine"))
+        refine_rows = trial_rows(refine, "refine")
+        best_study, stages["refine"] = refine, len(refine_rows)
     best = _best_trial(best_study)
     best, guard, kept = choose(best_study, best, len(session.data.splits["val"]))
     best_params = _values(best)
     best_cfg = apply_params(session.cfg, best_params)
-    rows = trial_rows(coarse, "coarse") + (trial_rows(best_study, "refine") if best_study is not coarse else [])
+    rows = coarse_rows + refine_rows
     write_json(run_dir / "trials.json", rows)
     atomic_write_text(run_dir / "best.yaml", yaml.safe_dump(best_cfg.to_dict(), sort_keys=False))
     plot_best_so_far(rows, run_dir / "search.png")
