@@ -18,7 +18,7 @@ from deeprecipe.cli import main
 from deeprecipe.config import resolve_config
 from deeprecipe.errors import DeepRecipeError
 from deeprecipe.recipe.lr_find import run_lr_find, suggest_lr
-from deeprecipe.recipe.pipeline import run_recipe
+from deeprecipe.recipe.pipeline import final_epochs, run_recipe
 from deeprecipe.recipe.sanity import check_init_match, check_overfit, run_doctor
 from deeprecipe.recipe.search import parse_space, run_search
 from deeprecipe.train.diagnose import diagnose
@@ -268,8 +268,15 @@ def test_recipe_reduced_runs_all_six_steps(tmp_path, mnist_small_npz):
     assert html.count("data:image/png;base64,") == 3
     outcome = json.loads((out / "recipe.json").read_text())
     assert outcome["test_acc"] is not None and (out / "best.yaml").is_file()
-    final = json.loads((out / "final" / "summary.json").read_text())["diagnosis"]
-    assert outcome["steps"][5]["lines"][0] == f"verdict {final['verdict']}"  # the one diagnosis, not a second one
+    final = json.loads((out / "final" / "summary.json").read_text())
+    assert outcome["steps"][5]["lines"][0] == f"verdict {final['diagnosis']['verdict']}"  # one diagnosis, not two
+    # Step 5 trains the chosen settings longer than asked for a plain run: twice --epochs, and says so.
+    assert final["epochs_run"] == 4 and "final run: 4 epochs" in " ".join(outcome["steps"][4]["lines"])
+
+
+def test_final_epochs_default_to_twice_train_epochs_unless_set():
+    assert final_epochs(resolve_config(None, ["train.epochs=5"])) == 10
+    assert final_epochs(resolve_config(None, ["train.epochs=5", "recipe.final_epochs=7"])) == 7
 
 
 def test_recipe_stops_early_with_advice(tmp_path, mnist_small_npz):
