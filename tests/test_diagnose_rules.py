@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from deeprecipe.train.diagnose import (ADVICE, AUDIT, _finite, _fmt_interval, _Run, _significant_gain, _skill,
+from deeprecipe.train.diagnose import (ADVICE, AT_LN_C, AUDIT, UNDERFIT_LOSS, _finite, _fmt_interval, _Run, _significant_gain, _skill,
                                        _still_falling, diagnose, wilson)
 
 
@@ -214,9 +214,10 @@ def test_a_fall_in_val_accuracy_the_run_recovers_from_is_a_note():
     assert r["verdict"] != "unstable"
     assert any(e.startswith("val_acc fell from 0.850 (epoch 2) to 0.600") and e.endswith(", and recovered")
                for e in r["evidence"])
-    # the same fall while the train loss falls is memorising, not instability: no note
+    # the same fall while the model fits its training images better than it ever generalised is memorising,
+    # not instability: no note
     train_loss = [1.0, 0.5, 0.4, 0.3, 0.25]
-    r = diagnose(_rows(train_loss, [0.7, 0.85, 0.8, 0.9, 0.92], train_loss, [0.7, 0.85, 0.6, 0.88, 0.9]), 10, 1000)
+    r = diagnose(_rows(train_loss, [0.7, 0.85, 0.95, 0.9, 0.92], train_loss, [0.7, 0.85, 0.6, 0.88, 0.9]), 10, 1000)
     assert not any("val_acc fell" in e for e in r["evidence"])
     # overlapping intervals on 20 images: noise, no note
     train_loss = [1.0, 0.5, 0.6, 0.3, 0.25]
@@ -474,3 +475,109 @@ def test_memorising_is_judged_below_a_skill_of_exactly_0_8():
     # no class count: chance 0, skill = accuracy; 0.8 at the best epoch is not below the bar
     assert diagnose(_overfit(train_acc_at_best=0.8), None, 2000)["advice"][0] != AUDIT
     assert diagnose(_overfit(train_acc_at_best=0.79), None, 2000)["advice"][0] == AUDIT
+
+
+# ------------------------------------------------------------------------------------------ rules chosen on seeds 0-4
+def test_a_first_epoch_above_the_blowup_bar_counts_only_when_the_run_never_fitted():
+    # Epoch 1's mean starts from the initialisation's loss: a wide net on raw pixels starts far above ln C.
+    r = diagnose(_rows([3.5, 1.0, 0.5, 0.3], [0.3, 0.7, 0.9, 0.95]), 10)
+    assert not any("reached" in e for e in r["evidence"]) and r["verdict"] != "unstable"
+    assert (f"train_loss averaged 3.50 in epoch 1, above {1.5 * LN10:.2f}, from the initialisation's start; the run "
+            "then fitted its training data (final 0.300)") in r["evidence"]
+    # never fitted: a final loss of exactly 40 % of ln C is not below the bar
+    stuck = 0.4 * LN10
+    assert UNDERFIT_LOSS == 0.4
+    r = diagnose(_rows([3.5, 2.0, 1.5, stuck], [0.3, 0.4, 0.5, 0.5]), 10)
+    assert r["verdict"] == "unstable"
+    assert r["evidence"][0] == f"train_loss reached 3.50, above {1.5 * LN10:.2f} (1.5 × the ln(C) of an untrained model)"
+    r = diagnose(_rows([3.5, 2.0, 1.5, stuck * 0.999], [0.3, 0.4, 0.5, 0.5]), 10)
+    assert not any("reached" in e for e in r["evidence"]) and any("averaged 3.50" in e for e in r["evidence"])
+    r = diagnose(_rows([3.4, 2.0, 1.5, 1.2], [0.3, 0.4, 0.5, 0.5]), 10)  # 3.4 < 3.45: neither
+    assert not any("reached" in e or "averaged" in e for e in r["evidence"])
+
+
+def _chance_rows(train_loss, val_acc):
+    n = len(train_loss)
+    return _rows(train_loss, [0.1] * n, [2.3] * n, val_acc)
+
+
+def test_a_run_thrown_back_to_chance_is_unstable_not_underfitting():
+    raw = [3.0, 2.31, 2.32, 2.31]  # epoch 1 above ln C, then predicting uniform, at chance on 1,000 images
+    r = diagnose(_chance_rows(raw, [0.1] * 4), 10, 1000)
+    assert r["verdict"] == "unstable"
+    assert r["evidence"] == [
+        f"val_acc ended at {_fmt_interval(0.1, 1000)}, which holds chance (1/10), and train_loss at 2.310 against "
+        f"ln(C) = {LN10:.3f}: the model predicts no better than uniform, after train_loss reached 3.000 at epoch 1 "
+        "at a constant lr, above what an untrained model scores: steps too large threw the model off"]
+    # learnt something first: quoted with its interval
+    r = diagnose(_chance_rows(raw, [0.3, 0.1, 0.1, 0.1]), 10, 1000)
+    assert r["evidence"][0].endswith(f"; it had reached {_fmt_interval(0.3, 1000)} at epoch 1, above chance: steps "
+                                     "too large threw the model off")
+    # the loss is read raw: label smoothing does not lift what a uniform prediction scores
+    assert diagnose(_chance_rows(raw, [0.1] * 4), 10, 1000, label_smoothing=0.1)["verdict"] == "unstable"
+
+
+def test_back_at_chance_bars_exactly():
+    at_bar = 0.98 * LN10
+    assert AT_LN_C == 0.98
+    assert diagnose(_chance_rows([3.0, 2.31, 2.31, at_bar], [0.1] * 4), 10, 1000)["verdict"] == "unstable"
+    below = diagnose(_chance_rows([3.0, 2.31, 2.31, at_bar * 0.999], [0.1] * 4), 10, 1000)
+    assert below["verdict"] == "underfitting"  # a model that learns a little and no more
+    # the worst epoch must be beyond 1.02 × ln C
+    assert diagnose(_chance_rows([LN10 * 1.02, 2.3, 2.3, 2.3], [0.1] * 4), 10, 1000)["verdict"] == "underfitting"
+    assert diagnose(_chance_rows([LN10 * 1.021, 2.3, 2.3, 2.3], [0.1] * 4), 10, 1000)["verdict"] == "unstable"
+    # not at chance: 0.2 on 1,000 images excludes 0.1
+    assert not any("holds chance" in e for e in diagnose(_chance_rows([3.0, 2.31, 2.31, 2.31], [0.1, 0.1, 0.1, 0.2]),
+                                                            10, 1000)["evidence"])
+    # too short (three epochs are enough), or nothing to judge chance with
+    assert diagnose(_chance_rows([3.0, 2.31], [0.1] * 2), 10, 1000)["verdict"] != "unstable"
+    assert diagnose(_chance_rows([3.0, 2.31, 2.31], [0.1] * 3), 10, 1000)["verdict"] == "unstable"
+    assert diagnose(_chance_rows([3.0, 2.31, 2.31, 2.31], [0.1] * 4), 10, None)["verdict"] != "unstable"
+    assert diagnose(_chance_rows([3.0, 2.31, 2.31, 2.31], [0.1] * 4), None, 1000)["verdict"] != "unstable"
+    run = _Run(_chance_rows([3.0] * 3, [0.1, 0.115, 0.12]), 10, 1000, None)
+    lo = wilson(0.115, 1000)[0]
+    assert lo < 0.1 < wilson(0.12, 1000)[0] and run.at_chance(0) and run.at_chance(1) and not run.at_chance(2)
+    assert not _Run(_chance_rows([3.0] * 3, [0.1] * 3), None, 1000, None).at_chance(0)
+
+
+def test_a_fall_in_val_accuracy_is_memorising_only_above_the_best_interval():
+    hi = wilson(0.85, 1000)[1]
+    train_loss = [1.0, 0.5, 0.4, 0.3, 0.25]
+    for train_acc_then, counted in ((hi, True), (hi + 0.001, False)):
+        rows = _rows(train_loss, [0.7, 0.85, train_acc_then, 0.9, 0.92], train_loss, [0.7, 0.85, 0.6, 0.88, 0.9])
+        assert any("val_acc fell" in e for e in diagnose(rows, 10, 1000)["evidence"]) == counted
+    # above the interval but with the train loss thrown up by > 10 % and > 5 % of ln C: the steps, not memorising
+    for rise, counted in ((0.3 + 0.12, True), (0.3 + 0.11, False)):
+        loss = [1.0, 0.3, rise, 0.2, 0.15]
+        rows = _rows(loss, [0.7, 0.85, 0.95, 0.9, 0.92], loss, [0.7, 0.85, 0.6, 0.88, 0.9])
+        assert any("val_acc fell" in e for e in diagnose(rows, 10, 1000)["evidence"]) == counted
+
+
+def test_a_train_loss_thrown_back_again_and_again_is_unstable():
+    train = [2.3, 0.8, 1.0, 0.6, 0.8, 0.3]  # +25 % / +0.2 and +33 % / +0.2, each recovered
+    r = diagnose(_rows(train, [0.3, 0.8, 0.7, 0.85, 0.8, 0.95]), 10)
+    assert r["verdict"] == "unstable"
+    assert r["evidence"][0] == ("train_loss rose in 2 epochs (by > 10% and > 5% of ln(C) each): 0.800 → 1.000 at epoch "
+                                "3 at a constant lr, 0.600 → 0.800 at epoch 5 at a constant lr; the steps keep "
+                                "throwing the model back")
+    once = diagnose(_rows([2.3, 0.8, 1.0, 0.6, 0.5, 0.3], [0.3, 0.8, 0.7, 0.85, 0.9, 0.95]), 10)
+    assert once["verdict"] != "unstable" and not any("rose in" in e for e in once["evidence"])
+    # exactly +10 % (2.0 → 2.2) is not more than 10 %; exactly 5 % of ln C from 0 is not more than that
+    edge = 0.05 * LN10
+    for train, rises in (([2.3, 2.0, 2.2, 1.5, 1.8, 1.0], 1), ([2.3, 2.0, 2.21, 1.5, 1.8, 1.0], 2),
+                         ([1.0, 0.0, edge, 0.0, edge, 0.0], 0), ([1.0, 0.0, edge * 1.001, 0.0, edge * 1.001, 0.0], 2)):
+        r = diagnose(_rows(train, [0.3, 0.8, 0.7, 0.85, 0.8, 0.95]), 10)
+        assert any("rose in" in e for e in r["evidence"]) == (rises >= 2), train
+
+
+def test_repeated_rises_yield_to_overfitting_and_to_harder_evidence():
+    train_loss = [2.0, 0.5, 0.7, 0.3, 0.5, 0.05, 0.02]  # two rises of 0.2
+    train_acc = [0.3, 0.85, 0.8, 0.92, 0.9, 0.99, 1.0]
+    val_loss = [2.0, 0.8, 0.9, 0.7, 0.9, 1.0, 1.3]
+    val_acc = [0.3, 0.75, 0.74, 0.78, 0.77, 0.78, 0.78]
+    r = diagnose(_rows(train_loss, train_acc, val_loss, val_acc), 10, 5000)
+    assert r["verdict"] == "overfitting"
+    assert r["evidence"][-1].startswith("train_loss rose in 2 epochs")
+    # a severe recovered jump is the evidence then; the rises are not added to it
+    r = diagnose(_rows([1.5, 0.5, 1.2, 0.4, 0.6, 0.2], [0.5, 0.85, 0.6, 0.9, 0.88, 0.97]), 10)
+    assert r["verdict"] == "unstable" and not any("rose in" in e for e in r["evidence"])

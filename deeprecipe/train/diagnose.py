@@ -38,6 +38,9 @@ VAL_RISE = 0.10           # val_loss this far above its minimum (relative, and J
 LOSS_RATIO = 1.8          # val_loss / train_loss beyond this, with a gap, is overfitting
 STILL_FALLING = 0.03      # relative val/train loss fall in the last epoch that means "train longer"
 BLOWUP_LOSS = 7.0         # 1.5 × ln(100): above what an untrained model of up to 100 classes scores
+RISE_REL, RISE_ABS = 0.10, 0.05  # an epoch-mean train-loss rise of 10 % and 5 % of ln(C): the steps threw it back
+RISES = 2                 # ... in this many epochs of one run is a rate too high, even when each one recovered
+AT_LN_C = 0.98            # a final train loss at this fraction of ln(C) or above predicts no better than uniform
 
 ADVICE = {
     "unstable": ["set optim.lr lower (try 3–10× lower, or run `deeprecipe lr-find`)",
@@ -103,6 +106,7 @@ class _Run:
         self.floor = smoothed_loss_floor(label_smoothing, num_classes)
         self.train_loss = [v - self.floor if isinstance(v, (int, float)) else v
                            for v in _column(history, "train_loss")]
+        self.raw_train_loss = _column(history, "train_loss")  # an untrained model scores ln(C) whatever the smoothing
         self.train_acc = _column(history, "train_acc")
         self.val_loss = _column(history, "val_loss")
         self.val_acc = _column(history, "val_acc")
@@ -123,8 +127,13 @@ class _Run:
             return "at a constant lr"
         return "in the schedule's high-rate phase" if self.high_phase[i] else "in the schedule's low-rate phase"
 
-    def significant_loss_rise(self, a: float, b: float, rel: float = JUMP_REL) -> bool:
-        return b > a * (1 + rel) and b - a > JUMP_ABS * self.ln_c
+    def significant_loss_rise(self, a: float, b: float, rel: float = JUMP_REL, floor: float = JUMP_ABS) -> bool:
+        return b > a * (1 + rel) and b - a > floor * self.ln_c
+
+    def at_chance(self, i: int) -> bool:
+        """Epoch i's val accuracy cannot be told from guessing (1/C lies inside its interval)."""
+        lo, hi = self.interval(i)
+        return bool(self.num_classes) and lo <= 1.0 / self.num_classes <= hi
 
 
 def _instability(run: _Run) -> tuple[list[str], list[str], list[str]]:
@@ -137,9 +146,16 @@ def _instability(run: _Run) -> tuple[list[str], list[str], list[str]]:
     # An untrained model scores about ln(C); an epoch far above that means the weights were thrown off by
     # steps too large (a too-low lr never does this).
     limit = 1.5 * math.log(run.num_classes) if run.num_classes and run.num_classes > 1 else BLOWUP_LOSS
-    worst = max(_finite(train), default=0.0)  # the val loss of a tiny or overconfident model may legitimately exceed it
+    # The val loss of a tiny or overconfident model may legitimately exceed it; so may the first epoch's mean,
+    # which starts from the initialisation's loss (far above ln(C) for a wide net on raw pixels): it counts only
+    # when the run never went on to fit its training data.
+    fitted = train[-1] < UNDERFIT_LOSS * run.ln_c
+    worst = max(_finite(train[1:] if fitted else train), default=0.0)
     if worst > limit:
         evidence.append(f"train_loss reached {worst:.2f}, above {limit:.2f} (1.5 × the ln(C) of an untrained model)")
+    elif train[0] > limit:
+        notes.append(f"train_loss averaged {train[0]:.2f} in epoch 1, above {limit:.2f}, from the initialisation's "
+                     f"start; the run then fitted its training data (final {train[-1]:.3f})")
     # Steps that push the loss above an untrained model's, in a run that never gets well below it, are too large
     # (a too-small model or a too-low rate leaves the loss near ln(C) too, but never above it).
     above = [i for i in range(1, len(train)) if train[i] > run.ln_c * 1.02 and train[i] > train[0]]
@@ -147,6 +163,7 @@ def _instability(run: _Run) -> tuple[list[str], list[str], list[str]]:
         i = above[0]
         evidence.append(f"train_loss {train[i]:.3f} at epoch {run.epoch(i)} {run.phase(i)} is above ln(C) = "
                         f"{run.ln_c:.3f}, what an untrained model scores: the steps make the model worse")
+    evidence += _back_at_chance(run)
     for i in range(1, len(train)):
         a, b = train[i - 1], train[i]
         if run.significant_loss_rise(a, b):
@@ -166,9 +183,12 @@ def _instability(run: _Run) -> tuple[list[str], list[str], list[str]]:
             best = max(range(i), key=lambda j: run.val_acc[j])
             lo_before, _ = run.interval(best)
             _, hi_now = run.interval(i)
-            # Intervals that do not overlap: a real fall, not a few images. While the train loss keeps falling
-            # such a fall is the model memorising (overfitting, judged below), not its steps going astray.
-            if hi_now < lo_before and train[i] >= train[i - 1]:
+            # Intervals that do not overlap: a real fall, not a few images. A fall while the model fits its
+            # training images better than it ever generalised, its train loss not thrown up, is memorising
+            # (overfitting, judged below), not its steps going astray.
+            memorising = (run.train_acc[i] > run.interval(best)[1]
+                          and not run.significant_loss_rise(train[i - 1], train[i], RISE_REL, RISE_ABS))
+            if hi_now < lo_before and not memorising:
                 final_hi = run.interval(len(run.val_acc) - 1)[1]
                 what = (f"val_acc fell from {run.val_acc[best]:.3f} (epoch {run.epoch(best)}) to "
                         f"{_fmt_interval(run.val_acc[i], run.n_val)} at epoch {run.epoch(i)} {run.phase(i)}")
@@ -178,6 +198,39 @@ def _instability(run: _Run) -> tuple[list[str], list[str], list[str]]:
                     evidence.append(what + f"; it ended at {run.val_acc[-1]:.3f}, still below")
                     break
     return evidence, notes, severe
+
+
+def _back_at_chance(run: _Run) -> list[str]:
+    """Evidence of a run that ends predicting no better than uniform after steps that made it worse than that.
+
+    A model too small or a rate too low still gets above chance and below ln(C); one whose loss went above
+    an untrained model's and ends at ln(C) with chance accuracy had its units thrown off (dead ReLUs, saturated
+    logits) by steps too large, whether or not it had learnt something first.
+    """
+    raw = run.raw_train_loss
+    if not (run.has_val and run.n_val and run.num_classes and len(raw) >= 3) or not run.at_chance(len(raw) - 1):
+        return []
+    worst = max(range(len(raw)), key=raw.__getitem__)
+    if raw[-1] < AT_LN_C * run.ln_c or raw[worst] <= run.ln_c * 1.02:
+        return []
+    best = max(range(len(raw)), key=lambda j: run.val_acc[j])
+    learnt = "" if run.at_chance(best) else (
+        f"; it had reached {_fmt_interval(run.val_acc[best], run.n_val)} at epoch {run.epoch(best)}, above chance")
+    return [f"val_acc ended at {_fmt_interval(run.val_acc[-1], run.n_val)}, which holds chance (1/{run.num_classes}), "
+            f"and train_loss at {raw[-1]:.3f} against ln(C) = {run.ln_c:.3f}: the model predicts no better than "
+            f"uniform, after train_loss reached {raw[worst]:.3f} at epoch {run.epoch(worst)} {run.phase(worst)}, "
+            f"above what an untrained model scores{learnt}: steps too large threw the model off"]
+
+
+def _rises(run: _Run) -> list[str]:
+    """Evidence of a train loss thrown back again and again (each rise may have recovered): a rate too high."""
+    train = run.train_loss
+    rises = [i for i in range(1, len(train)) if run.significant_loss_rise(train[i - 1], train[i], RISE_REL, RISE_ABS)]
+    if len(rises) < RISES:
+        return []
+    where = ", ".join(f"{train[i - 1]:.3f} → {train[i]:.3f} at epoch {run.epoch(i)} {run.phase(i)}" for i in rises)
+    return [f"train_loss rose in {len(rises)} epochs (by > {RISE_REL:.0%} and > {RISE_ABS:.0%} of ln(C) each): "
+            f"{where}; the steps keep throwing the model back"]
 
 
 def _result(verdict: str, evidence: list[str], run: _Run | None = None, extra: list[str] | None = None) -> dict:
@@ -221,6 +274,8 @@ def diagnose(history: list[dict], num_classes: int | None = None, val_images: in
                             "label_smoothing": label_smoothing}}
     run = _Run(history, num_classes, val_images, schedule, label_smoothing)
     unstable, notes, severe = _instability(run)
+    if not unstable and not severe:
+        severe = _rises(run)
     if unstable:
         return _result("unstable", unstable + severe + notes, run)
     result = _judge(run, notes)
