@@ -11,8 +11,10 @@ no regularisation on tiny data for many epochs, 30 % of the labels flipped — a
 under one-cycle, cosine, step and constant schedules, and one-cycle with label smoothing 0.1. Every run lands in OUT/PART/NAME.json with its
 per-epoch metrics and what made it (cause, data set, split sizes, schedule, class count, seed).
 
-The "tune" part is what the diagnosis rules were chosen on; "heldout" uses other seeds and other split sizes
-and was only scored once the rules were fixed (tests/test_diagnosis_corpus.py checks both).
+The "tune" part (seeds 0-4) is what the diagnosis rules were chosen on; it holds both split-size sets, the
+"tune" sizes (seeds 0-1) and the "heldout" sizes (seeds 2-4, made as a held-back part and moved in when the rules
+were next revised). "heldout" (seeds 5-7, "heldout" sizes) was only scored once the rules were fixed
+(tests/test_diagnosis_corpus.py checks both).
 """
 from __future__ import annotations
 
