@@ -24,7 +24,10 @@ from deeprecipe.recipe.lr_methods import vertex_lr
 
 def _range_readings(lrs: list[float], smoothed: list[float]) -> dict[str, float | None]:
     suggestion, min_lr, steep = suggest_lr(lrs, smoothed)
-    out = {"deeprecipe (steepest/min÷10)": suggestion, "steepest": steep, "valley (fastai)": fastai_valley(lrs, smoothed)}
+    # The first reading the product used: the steepest point, capped at a tenth of the minimum.
+    first = (math.sqrt(steep * min_lr / 10) if steep and steep < min_lr / 10 else min_lr / 10) if min_lr else None
+    out = {"deeprecipe (min÷2, current)": suggestion, "deeprecipe v1 (steepest/min÷10)": first, "steepest": steep,
+           "valley (fastai)": fastai_valley(lrs, smoothed)}
     for k in (1, 2, 3, 10):
         out[f"minimum ÷ {k}" if k > 1 else "minimum"] = min_lr / k if min_lr else None
     return out

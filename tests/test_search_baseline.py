@@ -69,7 +69,7 @@ def test_choose_adopts_the_winner_when_it_wins_significantly_more_disagreements(
     study = _study([0.80, 0.84], baseline_at=0, correct=[base, best])
     trial, note, kept = choose(study, study.trials[1], 200)
     # ... but paired, 13 of 18 disagreements go to the winner: p = 0.048
-    assert not kept and trial.number == 1 and "used" in note and "right on 13" in note and "wrong on 5" in note
+    assert not kept and trial.number == 1 and "used" in note and "alone was right on 13 and" in note and "alone on 5 (" in note
     # the same accuracies with the disagreements split 23 / 15 (p = 0.128) are not enough
     best, base = _records(200, 145, 23, 15)
     study = _study([0.80, 0.84], baseline_at=0, correct=[base, best])
@@ -121,7 +121,7 @@ def test_search_with_a_baseline_trains_the_configured_settings_in_each_stage(tmp
         assert not result.kept_configured and result.baseline_note == "the configured settings were the best trial"
         expected = base
     else:  # every trial recorded its images, so the guard's test is the paired one, and the note says its numbers
-        b, c = map(int, re.search(r"right on (\d+) .* wrong on (\d+) ", result.baseline_note).groups())
+        b, c = map(int, re.search(r"alone was right on (\d+) and .* alone on (\d+) ", result.baseline_note).groups())
         p = float(re.search(r"paired test p = ([0-9.e-]+)", result.baseline_note).group(1))
         assert p == pytest.approx(_one_sided_mcnemar(b, c), rel=1e-2) and b + c <= len(session.data.splits["val"])
         beaten = best["value"] > base["value"] and _one_sided_mcnemar(b, c) < 0.05

@@ -56,9 +56,8 @@ def guard_line(winner: float, baseline: float, val_images: int, beaten: bool, pa
     """What the guard decided (`beaten`: the winner's settings are used), with the evidence it judged by."""
     if pair is not None:
         b, c = pair
-        evidence = (f"on the same {val_images} validation images the best trial ({winner:.4f}) was right on {b} "
-                    f"the configured one ({baseline:.4f}) got wrong, and wrong on {c} it got right "
-                    f"(paired test p = {paired_p(b, c):.3g})")
+        evidence = (f"on the same {val_images} validation images the best trial ({winner:.4f}) alone was right on "
+                    f"{b} and the configured one ({baseline:.4f}) alone on {c} (paired test p = {paired_p(b, c):.3g})")
     else:
         low, high = wilson(baseline, val_images)
         evidence = (f"the best trial's val_acc {winner:.4f} against the configured trial's 95% interval "
