@@ -203,22 +203,26 @@ def _instability(run: _Run) -> tuple[list[str], list[str], list[str]]:
 def _back_at_chance(run: _Run) -> list[str]:
     """Evidence of a run that ends predicting no better than uniform after steps that made it worse than that.
 
-    A model too small or a rate too low still gets above chance and below ln(C); one whose loss went above
-    an untrained model's and ends at ln(C) with chance accuracy had its units thrown off (dead ReLUs, saturated
-    logits) by steps too large, whether or not it had learnt something first.
+    A model too small or a rate too low still gets above chance and below ln(C), or falls towards ln(C) from an
+    initialisation above it; one whose loss rose to above an untrained model's after the first epoch and ends at
+    ln(C) with chance accuracy had its units thrown off (dead ReLUs, saturated logits) by steps too large, whether
+    or not it had learnt something first.
     """
     raw = run.raw_train_loss
     if not (run.has_val and run.n_val and run.num_classes and len(raw) >= 3) or not run.at_chance(len(raw) - 1):
         return []
-    worst = max(range(len(raw)), key=raw.__getitem__)
-    if raw[-1] < AT_LN_C * run.ln_c or raw[worst] <= run.ln_c * 1.02:
+    # Epoch 1's mean is the initialisation's (as above), and a loss falling towards ln(C) from above it is a model
+    # learning slowly: what counts is an epoch whose loss rose, to above what an untrained model scores.
+    rose = [i for i in range(1, len(raw)) if raw[i] > raw[i - 1] and raw[i] > run.ln_c * 1.02]
+    if raw[-1] < AT_LN_C * run.ln_c or not rose:
         return []
+    worst = max(rose, key=raw.__getitem__)
     best = max(range(len(raw)), key=lambda j: run.val_acc[j])
     learnt = "" if run.at_chance(best) else (
         f"; it had reached {_fmt_interval(run.val_acc[best], run.n_val)} at epoch {run.epoch(best)}, above chance")
     return [f"val_acc ended at {_fmt_interval(run.val_acc[-1], run.n_val)}, which holds chance (1/{run.num_classes}), "
             f"and train_loss at {raw[-1]:.3f} against ln(C) = {run.ln_c:.3f}: the model predicts no better than "
-            f"uniform, after train_loss reached {raw[worst]:.3f} at epoch {run.epoch(worst)} {run.phase(worst)}, "
+            f"uniform, after train_loss rose to {raw[worst]:.3f} at epoch {run.epoch(worst)} {run.phase(worst)}, "
             f"above what an untrained model scores{learnt}: steps too large threw the model off"]
 
 
