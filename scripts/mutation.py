@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # group: (modules to mutate, pytest arguments selecting the fast tests that pin them down)
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "schedule": (["deeprecipe/train/schedule.py"],
-                 ["tests/test_trainer.py", "-k",
-                  "schedules_match or plateau or plot_schedule or unknown_schedule or warmup_rises or cosine_holds"]),
+                 ["tests/test_schedule_units.py", "tests/test_trainer.py", "-k", "schedule_units or schedules_match "
+                  "or plateau or plot_schedule or unknown_schedule or warmup_rises or cosine_holds"]),
     "split": (["deeprecipe/data/split.py", "deeprecipe/data/protocols.py"],
               ["tests/test_split_protocols.py", "tests/test_data_basic.py", "-k", "split or protocol or take or resolve"]),
     "stats": (["deeprecipe/data/stats.py"], ["tests/test_stats_units.py"]),
