@@ -33,6 +33,7 @@ def test_parameter_draws():
     assert torch.equal(u, again)
     s = B.random_sign(1000, torch.Generator().manual_seed(2), "cpu")
     assert set(s.tolist()) == {-1.0, 1.0} and s.dtype == torch.float32 and abs(s.mean().item()) < 0.1
+    assert torch.equal(s, B.random_sign(1000, torch.Generator().manual_seed(2), "cpu"))  # drawn from the generator
     assert B.per_sample(torch.arange(3.0)).shape == (3, 1, 1, 1)
 
 
@@ -66,6 +67,31 @@ def test_hue_rotates_chroma_and_keeps_luma():
     half = B.adjust_hue(x, torch.full((4,), 0.5))  # half a turn flips the chroma plane
     assert torch.allclose(half - B.gray(half), -chroma, atol=1e-4)
     assert B.adjust_hue(torch.ones(1, 3, 2, 2) * 2, torch.zeros(1)).max() == 1.0  # clamped
+
+
+def test_hue_is_a_rotation_of_the_yiq_chroma_plane():
+    # by hand: to YIQ, turn (I, Q) by the shift's angle (counter-clockwise), back to RGB; in float64 throughout
+    yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64)
+    x = 0.3 + 0.4 * torch.rand(3, 3, 4, 4, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    shift = torch.tensor([0.05, -0.1, 0.25], dtype=torch.float64)
+    out = B.adjust_hue(x, shift)
+    assert out.dtype == torch.float64
+    for img, res, s in zip(x, out, shift.tolist()):
+        c, n = math.cos(2 * math.pi * s), math.sin(2 * math.pi * s)
+        turn = torch.tensor([[1, 0, 0], [0, c, -n], [0, n, c]], dtype=torch.float64)
+        ref = torch.einsum("ij,jhw->ihw", torch.linalg.inv(yiq) @ turn @ yiq, img)
+        assert torch.allclose(res, ref, atol=1e-12)
+    # saturated colours leave the cube on both sides: clamped to 0..1
+    primaries = torch.eye(3).view(3, 3, 1, 1)
+    turned = B.adjust_hue(primaries, torch.full((3,), 0.5))
+    assert turned.min() == 0.0 and turned.max() == 1.0
+
+
+def test_gray_keeps_double_precision():
+    x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    g = B.gray(x)
+    assert g.dtype == torch.float64
+    assert torch.allclose(g[:, 0], 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2], atol=1e-15, rtol=0)
 
 
 def test_gaussian_kernels_and_blur_match_torchvision(x):
@@ -192,13 +218,18 @@ def test_ops_allocate_on_the_input_device():
     # The batch's device, not the default one: with the default device set to "meta", anything created without
     # the input's device would be a meta tensor and fail to combine with the CPU inputs (on a GPU machine the
     # same slip puts a CPU tensor next to CUDA ones).
-    angle, t = torch.tensor([30.0, -10.0]), torch.tensor([3.0, 1.0])
-    expected = B.affine_theta(angle), B.box_masks(5, 6, t, t, t, t)
-    with torch.device("meta"):
-        theta = B.affine_theta(angle)
-        masks = B.box_masks(5, 6, t, t, t, t)
-    assert theta.device.type == "cpu" and torch.equal(theta, expected[0])
-    assert masks.device.type == "cpu" and torch.equal(masks, expected[1])
+    x = torch.rand(2, 3, 5, 6, generator=torch.Generator().manual_seed(9))
+    angle, t, f = torch.tensor([30.0, -10.0]), torch.tensor([3.0, 1.0]), torch.tensor([0.1, 0.3])
+    ops = {"affine_theta": lambda: B.affine_theta(angle), "box_masks": lambda: B.box_masks(5, 6, t, t, t, t),
+           "gray": lambda: B.gray(x), "hue": lambda: B.adjust_hue(x, f), "sharpness": lambda: B.adjust_sharpness(x, f),
+           "kernels": lambda: B.gaussian_kernels(t, 3),
+           "uniform": lambda: B.uniform(0.0, 1.0, 4, torch.Generator().manual_seed(1), "cpu"),
+           "sign": lambda: B.random_sign(4, torch.Generator().manual_seed(1), "cpu")}
+    for name, op in ops.items():
+        expected = op()
+        with torch.device("meta"):
+            out = op()
+        assert out.device.type == "cpu" and torch.equal(out, expected), name
 
 
 def test_warp_is_silent():
