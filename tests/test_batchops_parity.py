@@ -104,6 +104,8 @@ def test_gaussian_kernels_and_blur_match_torchvision(x):
     out = B.blur(x, sigma, 5)
     ref = torch.stack([TF.gaussian_blur(img, [5, 5], [float(s), float(s)]) for img, s in zip(x, sigma)])
     assert torch.allclose(out, ref, atol=1e-5)
+    double = B.blur(x.double(), sigma, 5)  # the kernels follow the batch's dtype
+    assert double.dtype == torch.float64 and torch.allclose(double, out.double(), atol=1e-6)
     tall = torch.rand(2, 1, 9, 2, generator=torch.Generator().manual_seed(4))  # too narrow to reflect by 2
     const = torch.full((2, 1, 3, 2), 0.4)
     assert torch.allclose(B.blur(const, sigma[:2], 5), const, atol=1e-6)
