@@ -1,6 +1,7 @@
 """Score learning-rate suggestions against a grid of short full runs.
 
     nice python -m benchmarks.lr_calibration [--setups digits-mlp,...] [--seeds 3] [--out benchmarks/results/lr_calibration.json]
+    nice python -m benchmarks.lr_calibration --redo-short-runs --setups ...   # only the short runs, on stored grids
 
 For each data set × model × optimizer (SGD with momentum 0.9, AdamW) a grid of rates is trained for a few
 epochs under one-cycle, one run per seed; the best band is every grid rate whose mean final val accuracy is
@@ -72,18 +73,34 @@ def fastai_valley(lrs: list[float], losses: list[float]) -> float:
 
 def suggestions(overrides: list[str]) -> dict[str, float | None]:
     from deeprecipe.recipe.lr_find import run_lr_find
-    from deeprecipe.recipe.lr_methods import run_short_runs
     session = _session(overrides)
     rt = run_lr_find(session)
     out = {"range (deeprecipe)": rt.suggestion,
            "range (fastai valley)": fastai_valley(rt.lrs, rt.smoothed) if len(rt.lrs) > 5 else None,
            "range (fastai minimum)": rt.lrs[int(np.argmin(rt.smoothed))] / 10 if rt.lrs else None}
-    short = run_short_runs(session)
-    out["short-runs"] = short.suggestion
+    out.update(short_runs(session))
     # The raw curves too, so that other readings of the same tests can be scored without training again.
-    out["curves"] = {"range": {"lrs": rt.lrs, "smoothed": rt.smoothed},
-                     "short-runs": {"lrs": short.lrs, "falls": [f if math.isfinite(f) else None for f in short.falls]}}
+    out["curves"] = {"range": {"lrs": rt.lrs, "smoothed": rt.smoothed}, "short-runs": out.pop("short-runs curve")}
     return out
+
+
+def short_runs(session) -> dict:
+    from deeprecipe.recipe.lr_methods import run_short_runs
+    short = run_short_runs(session)
+    return {"short-runs": short.suggestion,
+            "short-runs curve": {"lrs": short.lrs, "finals": [f if math.isfinite(f) else None for f in short.finals]}}
+
+
+def redo_short_runs(results: dict, setups: list[str]) -> None:
+    """Run the current short-runs method again on every stored setup × optimizer × seed (the grids stay)."""
+    for setup in setups:
+        base = list(SETUPS[setup]) + ([f"data.spec={photos_spec()}"] if setup == "photos-convnet" else [])
+        for opt, opt_overrides in OPTIMS.items():
+            for seed, sugg in enumerate(results.get(f"{setup}/{opt}", {}).get("suggestions", [])):
+                new = short_runs(_session(base + opt_overrides + [f"train.seed={seed}"]))
+                sugg["short-runs"] = new["short-runs"]
+                sugg.setdefault("curves", {})["short-runs"] = new["short-runs curve"]
+            print(setup, opt, [s["short-runs"] for s in results.get(f"{setup}/{opt}", {}).get("suggestions", [])], flush=True)
 
 
 def photos_spec() -> str:
@@ -96,9 +113,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--setups", default="digits-mlp")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "lr_calibration.json")
+    p.add_argument("--redo-short-runs", action="store_true",
+                   help="only run the short-runs method again on the stored grids (after it changed)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if args.redo_short_runs:
+        redo_short_runs(results, args.setups.split(","))
+        args.out.write_text(json.dumps(results, indent=1))
+        print(markdown(results))
+        return
     for setup in args.setups.split(","):
         base = list(SETUPS[setup]) + ([f"data.spec={photos_spec()}"] if setup == "photos-convnet" else [])
         for opt, opt_overrides in OPTIMS.items():

@@ -19,30 +19,40 @@ import numpy as np
 
 from benchmarks.lr_calibration import fastai_valley
 from deeprecipe.recipe.lr_find import suggest_lr
+from deeprecipe.recipe.lr_methods import vertex_lr
 
 
 def _range_readings(lrs: list[float], smoothed: list[float]) -> dict[str, float | None]:
     suggestion, min_lr, steep = suggest_lr(lrs, smoothed)
-    out = {"deeprecipe (steepest/min÷10)": suggestion, "steepest": steep, "valley (fastai)": fastai_valley(lrs, smoothed)}
+    # The first reading the product used: the steepest point, capped at a tenth of the minimum.
+    first = (math.sqrt(steep * min_lr / 10) if steep and steep < min_lr / 10 else min_lr / 10) if min_lr else None
+    out = {"deeprecipe (min÷2, current)": suggestion, "deeprecipe v1 (steepest/min÷10)": first, "steepest": steep,
+           "valley (fastai)": fastai_valley(lrs, smoothed)}
     for k in (1, 2, 3, 10):
         out[f"minimum ÷ {k}" if k > 1 else "minimum"] = min_lr / k if min_lr else None
     return out
 
 
-def _short_readings(lrs: list[float], falls: list[float | None]) -> dict[str, float | None]:
-    scored = [(lr, f) for lr, f in zip(lrs, falls) if f is not None]
+def _short_readings(curve: dict) -> dict[str, float | None]:
+    if "finals" in curve:  # the current method: schedule-shaped runs scored by their final loss
+        finals = [math.inf if f is None else f for f in curve["finals"]]
+        ok = [f for f in finals if math.isfinite(f)]
+        return {"short-runs (vertex around the lowest final loss)": vertex_lr(curve["lrs"], finals),
+                "short-runs (lowest final loss)": curve["lrs"][finals.index(min(ok))] if ok else None}
+    # the first version (constant rate, relative fall), as stored by the earlier calibration run
+    scored = [(lr, f) for lr, f in zip(curve["lrs"], curve["falls"]) if f is not None]
     if not scored:
-        return {"short-runs (largest fall)": None, "short-runs (largest rate within 5% of the largest fall)": None}
+        return {"short-runs v1 (largest fall)": None, "short-runs v1 (largest rate within 5% of the largest fall)": None}
     best = max(f for _, f in scored)
     near = [lr for lr, f in scored if f >= best - 0.05 * abs(best)]
-    return {"short-runs (largest fall)": max(scored, key=lambda t: t[1])[0],
-            "short-runs (largest rate within 5% of the largest fall)": max(near)}
+    return {"short-runs v1 (largest fall)": max(scored, key=lambda t: t[1])[0],
+            "short-runs v1 (largest rate within 5% of the largest fall)": max(near)}
 
 
 def readings(case: dict) -> dict[str, float | None]:
     curves = case["curves"]
     out = _range_readings(curves["range"]["lrs"], curves["range"]["smoothed"])
-    out.update(_short_readings(curves["short-runs"]["lrs"], curves["short-runs"]["falls"]))
+    out.update(_short_readings(curves["short-runs"]))
     return out
 
 

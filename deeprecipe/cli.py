@@ -276,8 +276,8 @@ def _setup_lr_find(p):
     p.add_argument("--start-lr", type=float, default=1e-6)
     p.add_argument("--end-lr", type=float, default=1.0)
     p.add_argument("--method", choices=["range", "short-runs"], default="range",
-                   help="range: one range test (--steps); short-runs: rates 1e-1…1e-5 each trained --iterations "
-                        "steps from the same start, the one whose loss falls most")
+                   help="range: one range test (--steps); short-runs: rates 1…1e-4 each trained --iterations "
+                        "steps from the same start under the schedule's shape, the vertex around the lowest final loss")
     p.add_argument("--iterations", type=int, default=100, help="steps per candidate rate (short-runs)")
 
 

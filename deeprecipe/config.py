@@ -184,6 +184,9 @@ class RecipeConfig(_Section):
     search_budget: int = Field(12, ge=1, description="epochs the coarse stage may spend in all")
     refine_trials: int = Field(3, ge=0)
     refine_epochs: int = Field(6, ge=1)
+    final_epochs: int | None = Field(
+        None, ge=1, description="epochs of the final run; default twice train.epochs (the search compared "
+                                "settings on short runs; the final run trains the chosen ones longer)")
 
     @field_validator("weight_decay")
     @classmethod

@@ -28,13 +28,13 @@ def test_steepest_point_minimum_and_suggestion():
     i_min = int(np.argmin(loss))
     assert min_lr == lrs[i_min]
     assert abs(math.log10(steep) - (-3.0)) <= 0.11  # within one grid step of the true steepest point
-    assert suggestion == pytest.approx(math.sqrt(steep * min_lr / 10))  # the steepest point is below min/10
+    assert suggestion == min_lr / 2  # half the minimum, wherever the steepest point lies
 
 
-def test_suggestion_is_a_tenth_of_the_minimum_when_the_steepest_point_is_close_to_it():
+def test_suggestion_is_half_the_minimum_when_the_steepest_point_is_close_to_it():
     lrs, loss = _curve(centre=-1.3, rise_at=0.1)
     suggestion, min_lr, steep = suggest_lr(lrs, loss)
-    assert steep >= min_lr / 10 and suggestion == pytest.approx(min_lr / 10)
+    assert steep >= min_lr / 10 and suggestion == min_lr / 2
 
 
 def test_burn_in_ignores_the_first_tenth():
@@ -43,7 +43,7 @@ def test_burn_in_ignores_the_first_tenth():
     _, min_lr, _ = suggest_lr(lrs, loss)
     assert min_lr == lrs[int(np.argmin(loss[6:])) + 6]
     loss[6] = -5.0  # the first value after the burn-in of 6 counts
-    assert suggest_lr(lrs, loss) == (lrs[6] / 10, lrs[6], None)
+    assert suggest_lr(lrs, loss) == (lrs[6] / 2, lrs[6], None)
     short = [1.0, -9.0, 0.5, 0.4, 0.3, 0.2, 0.1]  # 7 points: burn-in is at least one point
     assert suggest_lr(list(np.logspace(-3, 0, 7)), short)[1] == pytest.approx(np.logspace(-3, 0, 7)[1])
     lrs, loss = _curve()
@@ -56,10 +56,10 @@ def test_burn_in_ignores_the_first_tenth():
 def test_too_short_curves_and_a_minimum_right_after_the_burn_in():
     assert suggest_lr([1e-3, 1e-2, 1e-1, 1.0], [1, 0.5, 0.4, 0.3]) == (None, None, None)
     lrs = list(np.logspace(-4, 0, 5))
-    assert suggest_lr(lrs, [3.0, 2.0, 1.0, 1.5, 2.0]) == (lrs[2] / 10, lrs[2], None)
+    assert suggest_lr(lrs, [3.0, 2.0, 1.0, 1.5, 2.0]) == (lrs[2] / 2, lrs[2], None)
     lrs = list(np.logspace(-4, 0, 20))  # burn-in 2; a minimum at index 4 (< 3 past it): no steepest point
     loss = [3.0, 2.9, 2.5, 2.0, 1.0] + [1.5 + 0.1 * i for i in range(15)]
-    assert suggest_lr(lrs, loss) == (lrs[4] / 10, lrs[4], None)
+    assert suggest_lr(lrs, loss) == (lrs[4] / 2, lrs[4], None)
     loss = [3.0, 2.9, 2.8, 2.6, 2.0, 1.0] + [1.5 + 0.1 * i for i in range(14)]  # minimum at index 5: 3 past
     suggestion, min_lr, steep = suggest_lr(lrs, loss)
     assert min_lr == lrs[5] and steep is not None and lrs[2] <= steep <= lrs[3]

@@ -18,7 +18,7 @@ from deeprecipe.cli import main
 from deeprecipe.config import resolve_config
 from deeprecipe.errors import DeepRecipeError
 from deeprecipe.recipe.lr_find import run_lr_find, suggest_lr
-from deeprecipe.recipe.pipeline import run_recipe
+from deeprecipe.recipe.pipeline import final_epochs, run_recipe
 from deeprecipe.recipe.sanity import check_init_match, check_overfit, run_doctor
 from deeprecipe.recipe.search import parse_space, run_search
 from deeprecipe.train.diagnose import diagnose
@@ -183,7 +183,9 @@ def test_suggest_lr_ignores_an_early_spike_and_noise():
     loss[3:6] += 4.0                          # a spike among the first steps
     loss += rng.normal(0, 0.02, loss.shape)
     suggestion, min_lr, steep = suggest_lr(list(lrs), list(loss))
-    assert 1e-4 < suggestion < 1e-2 and min_lr > suggestion
+    # The spike (lr ~1e-6) is neither the minimum nor the steepest fall: the minimum lies on the flat floor
+    # before the blow-up at 0.3, the steepest fall at the sigmoid's centre (1e-3), the suggestion half the minimum.
+    assert 1e-2 < min_lr <= 0.35 and 3e-4 < steep < 3e-3 and suggestion == min_lr / 2
 
 
 def test_lr_find_stops_on_divergence_and_plots(tmp_path, mnist_small_npz):
@@ -268,8 +270,15 @@ def test_recipe_reduced_runs_all_six_steps(tmp_path, mnist_small_npz):
     assert html.count("data:image/png;base64,") == 3
     outcome = json.loads((out / "recipe.json").read_text())
     assert outcome["test_acc"] is not None and (out / "best.yaml").is_file()
-    final = json.loads((out / "final" / "summary.json").read_text())["diagnosis"]
-    assert outcome["steps"][5]["lines"][0] == f"verdict {final['verdict']}"  # the one diagnosis, not a second one
+    final = json.loads((out / "final" / "summary.json").read_text())
+    assert outcome["steps"][5]["lines"][0] == f"verdict {final['diagnosis']['verdict']}"  # one diagnosis, not two
+    # Step 5 trains the chosen settings longer than asked for a plain run: twice --epochs, and says so.
+    assert final["epochs_run"] == 4 and "final run: 4 epochs" in " ".join(outcome["steps"][4]["lines"])
+
+
+def test_final_epochs_default_to_twice_train_epochs_unless_set():
+    assert final_epochs(resolve_config(None, ["train.epochs=5"])) == 10
+    assert final_epochs(resolve_config(None, ["train.epochs=5", "recipe.final_epochs=7"])) == 7
 
 
 def test_recipe_stops_early_with_advice(tmp_path, mnist_small_npz):
@@ -294,16 +303,53 @@ def test_recipe_matches_or_beats_default_train(tmp_path):
     assert yaml.safe_load((tmp_path / "recipe" / "best.yaml").read_text())["optim"]["lr"] > 0
 
 
-def test_short_runs_pick_the_rate_whose_loss_falls_most(tmp_path, mnist_small_npz, capsys):
-    from deeprecipe.recipe.lr_methods import candidate_lrs, loss_fall, run_short_runs
-    assert candidate_lrs() == pytest.approx([10 ** (-1 - i / 2) for i in range(9)])
-    assert loss_fall([2.0] * 10 + [1.0] * 10) == pytest.approx(0.5) and loss_fall([1.0] * 19 + [math.nan]) == -math.inf
-    session = Session.create(resolve_config(None, [f"data.spec={mnist_small_npz}", *SMALL_NET, "optim.name=sgd"]))
-    result = run_short_runs(session, candidates=[1e-1, 1e-3, 1e-5, 30.0], iterations=30)
+def test_short_runs_read_the_vertex_around_the_lowest_final_loss():
+    from deeprecipe.recipe.lr_methods import candidate_lrs, final_loss, vertex_lr
+    assert candidate_lrs() == pytest.approx([10 ** (-i / 2) for i in range(9)])
+    assert final_loss([2.0] * 10 + [1.0] * 10) == pytest.approx(1.0) and final_loss([1.0] * 19 + [math.nan]) == math.inf
+    assert final_loss([1.0] * 9) == math.inf  # too short to read
+    lrs = [1.0, 0.1, 0.01, 0.001]
+    # a parabola in log lr with its vertex at 10^-1.3: three of its points give it back exactly
+    parabola = [(math.log10(lr) + 1.3) ** 2 + 0.5 for lr in lrs]
+    assert vertex_lr(lrs, parabola) == pytest.approx(10 ** -1.3)
+    # symmetric neighbours: the best candidate itself; the lowest loss at an end: that end
+    assert vertex_lr(lrs, [3.0, 2.0, 1.0, 2.0]) == pytest.approx(0.01)
+    assert vertex_lr(lrs, [0.5, 1.0, 2.0, 3.0]) == 1.0 and vertex_lr(lrs, [3.0, 2.0, 1.5, 1.0]) == 0.001
+    # a diverged neighbour: no curve to fit; every candidate diverged: no suggestion
+    assert vertex_lr(lrs, [math.inf, 1.0, 2.0, 3.0]) == 0.1
+    assert vertex_lr(lrs, [math.inf] * 4) is None
+    # a vertex outside the three points is clamped to them (a flat-bottomed, lopsided fit)
+    assert 0.01 <= vertex_lr(lrs, [5.0, 1.0, 1.0000001, 1.2]) <= 1.0
+
+
+def test_short_runs_train_each_rate_under_the_schedule_shape(tmp_path, mnist_small_npz, capsys):
+    from deeprecipe.recipe.lr_methods import run_short_runs
+    constant = Session.create(resolve_config(None, [f"data.spec={mnist_small_npz}", *SMALL_NET, "optim.name=sgd",
+                                                    "schedule.name=constant"]))
+    result = run_short_runs(constant, candidates=[1e-1, 1e-3, 1e-5, 30.0], iterations=30)
     assert result.lrs == [1e-1, 1e-3, 1e-5, 30.0]
-    # From the same start, plain SGD at 1e-5 barely moves and 30 blows up; 0.1 falls most.
-    assert result.falls[0] > result.falls[1] > result.falls[2] > result.falls[3]
-    assert result.suggestion == 1e-1
+    # From the same start, plain SGD at 1e-5 barely moves and 30 blows up; 0.1 ends lowest.
+    assert result.finals[0] < result.finals[1] < result.finals[2] < result.finals[3]
+    assert 1e-3 <= result.suggestion <= 1e-1
+    # Under the default one-cycle each run rises to its candidate and anneals far below it within its steps.
+    session = Session.create(resolve_config(None, [f"data.spec={mnist_small_npz}", *SMALL_NET, "optim.name=sgd"]))
+    seen: list[float] = []
+    original = session.make_trainer
+
+    def recording_trainer(*args, **kwargs):
+        trainer = original(*args, **kwargs)
+        step = trainer.train_step
+
+        def train_step(x, y):
+            out = step(x, y)
+            seen.append(trainer.optimizer.param_groups[0]["lr"])  # the rate this step used
+            return out
+        trainer.train_step = train_step
+        return trainer
+    session.make_trainer = recording_trainer
+    run_short_runs(session, candidates=[1e-1], iterations=30)
+    assert len(seen) == 30 and max(seen) == pytest.approx(1e-1, rel=0.05)
+    assert seen[0] < 1e-1 / 5 and seen[-1] < 1e-1 / 100
     code = main(["lr-find", "--data", mnist_small_npz, "--method", "short-runs", "--iterations", "10",
                  "--out", str(tmp_path / "lr"), *sum((["--set", o] for o in SMALL_NET), [])])
     assert code == 0 and json.loads(capsys.readouterr().out)["method"] == "short-runs"

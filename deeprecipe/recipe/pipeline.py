@@ -114,8 +114,15 @@ def step_search(session: Session, suggestion: float, run_dir: Path):
     return s4, result, refine
 
 
+def final_epochs(cfg: Config) -> int:
+    """The final run's length: recipe.final_epochs, else twice train.epochs — the lectures' step 5 trains the
+    chosen settings longer than the runs that compared them (measured in docs/recipe.md)."""
+    return cfg.recipe.final_epochs or 2 * cfg.train.epochs
+
+
 def step_final(result, refine: list[dict], run_dir: Path) -> tuple[Step, dict]:
-    final_cfg = result.best_config
+    final_cfg = result.best_config.model_copy(deep=True)
+    final_cfg.train.epochs = final_epochs(final_cfg)
     summary = train(final_cfg, out=run_dir / "final", show_progress=False)
     lines = [f"refine: {len(refine)} trial(s) around the best coarse region" if refine else "refine: skipped (recipe.refine_trials=0)",
              ("the coarse winner's curves read overfitting: refine also searched " + ", ".join(result.refine_added))

@@ -36,7 +36,7 @@ from ..errors import DeepRecipeError
 from ..plots import pyplot, save_png
 from ..session import Session
 from ..utils import atomic_write_text, note, write_json
-from .baseline import BASELINE, choose, configured_values
+from .baseline import BASELINE, CORRECT, choose, configured_values
 from .samplers import make_pruner, make_sampler
 
 KINDS = ("log", "uniform", "int", "choice")
@@ -171,8 +171,12 @@ def objective_for(session: Session, params: list[Param], epochs: int, fixed: dic
         trial_session = Session.create(cfg, data=session.data)
         trainer = trial_session.make_trainer(None, show_progress=False)
 
+        best_epoch = {"val_acc": -1.0}
+
         def report(tr, row):
             trial.report(row.get("val_acc", 0.0), row["epoch"])
+            if row.get("val_acc", -1.0) > best_epoch["val_acc"]:  # the epoch the trial's value comes from
+                best_epoch.update(val_acc=row["val_acc"], correct=tr.last_correct)
             # A finished trial is kept (its epochs are spent); the baseline runs to the end, as the yardstick.
             if row["epoch"] < epochs and not trial.user_attrs.get(BASELINE) and trial.should_prune():
                 raise optuna.TrialPruned(f"val_acc {row.get('val_acc', 0.0):.4f} after epoch {row['epoch']}")
@@ -184,6 +188,8 @@ def objective_for(session: Session, params: list[Param], epochs: int, fixed: dic
             trial.set_user_attr("error", err.message)
             return 0.0
         trial.set_user_attr("diagnosis", trial_session.diagnose(history)["verdict"])
+        # Right/wrong per validation image at the best epoch, as a 0/1 string: the guard's paired test.
+        trial.set_user_attr(CORRECT, "".join("1" if c else "0" for c in best_epoch.get("correct", [])))
         return max(r.get("val_acc", 0.0) for r in history)
 
     return objective

@@ -98,6 +98,7 @@ class Trainer:
         self.ema = build_ema(model, cfg.regularize.ema)
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
         self.state = TrainState()
+        self.last_correct: list[bool] = []  # per image, from the latest evaluate()
         reg = cfg.regularize
         self.plateau = (Plateau(cfg.schedule.gamma, cfg.schedule.patience, "min" if cfg.schedule.monitor.endswith("loss") else "max")
                         if cfg.schedule.name == "plateau" else None)
@@ -223,6 +224,8 @@ class Trainer:
         if labels.numel() == 0:
             return {}
         loss = classification_loss(logits, labels).item()
+        # Which images the model got right: a search compares two trials on the same images (a paired test).
+        self.last_correct = (logits.argmax(1) == labels).tolist()
         out = {"loss": loss, "acc": topk_correct(logits, labels, 1) / labels.numel()}
         if logits.shape[1] > 5:
             out["top5"] = topk_correct(logits, labels, 5) / labels.numel()
