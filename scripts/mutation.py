@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # group: (modules to mutate, pytest arguments selecting the fast tests that pin them down)
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "schedule": (["deeprecipe/train/schedule.py"],
-                 ["tests/test_trainer.py", "-k",
-                  "schedules_match or plateau or plot_schedule or unknown_schedule or warmup_rises or cosine_holds"]),
+                 ["tests/test_schedule_units.py", "tests/test_trainer.py", "-k", "schedule_units or schedules_match "
+                  "or plateau or plot_schedule or unknown_schedule or warmup_rises or cosine_holds"]),
     "split": (["deeprecipe/data/split.py", "deeprecipe/data/protocols.py"],
               ["tests/test_split_protocols.py", "tests/test_data_basic.py", "-k", "split or protocol or take or resolve"]),
     "stats": (["deeprecipe/data/stats.py"], ["tests/test_stats_units.py"]),
@@ -104,12 +104,16 @@ def run_group(group: str, base: Path, children: int, resume: bool = False, reche
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     # --recheck: run the survivors again (mutmut reruns mutants named on its command line), e.g. after new tests.
-    names = sorted(n for n, s in _statuses(work, env).items()
-                   if s == "survived" and not _excluded(n)) if recheck else []
+    before = _statuses(work, env) if recheck else {}
+    names = sorted(n for n, s in before.items() if s == "survived" and not _excluded(n))
     with open(work / "mutmut-run.log", "a" if recheck else "w") as log:  # mutmut's progress and errors
         subprocess.run(["nice", sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *names],
                        cwd=work, env=env, check=False, stdout=log, stderr=subprocess.STDOUT)
     status = _statuses(work, env)
+    # mutmut forgets the results of mutants whose functions new tests reach; tests were only added since, so a
+    # mutant killed before is still killed: keep that result rather than report it as not run.
+    status = {n: before[n] if s == "not checked" and before.get(n) in ("killed", "timeout") else s
+              for n, s in status.items()}
     excluded = sorted(n for n in status if _excluded(n))
     status = {n: s for n, s in status.items() if n not in excluded}
     killed = sum(s in ("killed", "timeout") for s in status.values())
@@ -130,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--children", type=int, default=2, help="parallel test processes (default: %(default)s)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--recheck", action="store_true",
-                    help="run a finished group's surviving mutants again against the checkout's current tests")
+                    help="run a finished group's surviving mutants again against the checkout's current tests "
+                         "(for tests added since: mutants killed before keep that result)")
     ap.add_argument("--resume", action="store_true",
                     help="continue a stopped run in its scratch folder (results kept, the current tests copied in)")
     args = ap.parse_args(argv)

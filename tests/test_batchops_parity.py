@@ -3,6 +3,7 @@ own), one random parameter per sample, on a few small RGB and gray images (milli
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -32,6 +33,7 @@ def test_parameter_draws():
     assert torch.equal(u, again)
     s = B.random_sign(1000, torch.Generator().manual_seed(2), "cpu")
     assert set(s.tolist()) == {-1.0, 1.0} and s.dtype == torch.float32 and abs(s.mean().item()) < 0.1
+    assert torch.equal(s, B.random_sign(1000, torch.Generator().manual_seed(2), "cpu"))  # drawn from the generator
     assert B.per_sample(torch.arange(3.0)).shape == (3, 1, 1, 1)
 
 
@@ -67,6 +69,31 @@ def test_hue_rotates_chroma_and_keeps_luma():
     assert B.adjust_hue(torch.ones(1, 3, 2, 2) * 2, torch.zeros(1)).max() == 1.0  # clamped
 
 
+def test_hue_is_a_rotation_of_the_yiq_chroma_plane():
+    # by hand: to YIQ, turn (I, Q) by the shift's angle (counter-clockwise), back to RGB; in float64 throughout
+    yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64)
+    x = 0.3 + 0.4 * torch.rand(3, 3, 4, 4, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    shift = torch.tensor([0.05, -0.1, 0.25], dtype=torch.float64)
+    out = B.adjust_hue(x, shift)
+    assert out.dtype == torch.float64
+    for img, res, s in zip(x, out, shift.tolist()):
+        c, n = math.cos(2 * math.pi * s), math.sin(2 * math.pi * s)
+        turn = torch.tensor([[1, 0, 0], [0, c, -n], [0, n, c]], dtype=torch.float64)
+        ref = torch.einsum("ij,jhw->ihw", torch.linalg.inv(yiq) @ turn @ yiq, img)
+        assert torch.allclose(res, ref, atol=1e-12)
+    # saturated colours leave the cube on both sides: clamped to 0..1
+    primaries = torch.eye(3).view(3, 3, 1, 1)
+    turned = B.adjust_hue(primaries, torch.full((3,), 0.5))
+    assert turned.min() == 0.0 and turned.max() == 1.0
+
+
+def test_gray_keeps_double_precision():
+    x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    g = B.gray(x)
+    assert g.dtype == torch.float64
+    assert torch.allclose(g[:, 0], 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2], atol=1e-15, rtol=0)
+
+
 def test_gaussian_kernels_and_blur_match_torchvision(x):
     sigma = torch.tensor([0.5, 0.8, 1.2, 2.0])
     k = B.gaussian_kernels(sigma, 5)
@@ -77,6 +104,8 @@ def test_gaussian_kernels_and_blur_match_torchvision(x):
     out = B.blur(x, sigma, 5)
     ref = torch.stack([TF.gaussian_blur(img, [5, 5], [float(s), float(s)]) for img, s in zip(x, sigma)])
     assert torch.allclose(out, ref, atol=1e-5)
+    double = B.blur(x.double(), sigma, 5)  # the kernels follow the batch's dtype
+    assert double.dtype == torch.float64 and torch.allclose(double, out.double(), atol=1e-6)
     tall = torch.rand(2, 1, 9, 2, generator=torch.Generator().manual_seed(4))  # too narrow to reflect by 2
     const = torch.full((2, 1, 3, 2), 0.4)
     assert torch.allclose(B.blur(const, sigma[:2], 5), const, atol=1e-6)
@@ -102,7 +131,10 @@ def test_solarize_posterize_autocontrast(x):
     th = torch.tensor([0.0, 0.3, 0.7, 1.0])
     assert torch.allclose(B.solarize(x, th), _each(x, th, TF.solarize))
     edge = torch.full((1, 1, 1, 2), 0.5)
-    assert B.solarize(edge, torch.tensor([0.5])).tolist() == [[[[0.5, 0.5]]]]  # at the threshold: inverted
+    assert B.solarize(edge, torch.tensor([0.5])).tolist() == [[[[0.5, 0.5]]]]
+    at = torch.tensor([[[[0.25, 0.75]]]])
+    assert torch.equal(B.solarize(at, torch.tensor([0.25])), TF.solarize(at[0], 0.25)[None])  # at the threshold: inverted
+    assert B.solarize(at, torch.tensor([0.25])).tolist() == [[[[0.75, 0.25]]]]
     v = torch.tensor([0.0, 0.2, 0.26, 0.49, 0.5, 0.74, 0.75, 0.99, 1.0]).view(1, 1, 1, -1)
     assert B.posterize(v, torch.tensor([1.0])).flatten().tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 1]
     two = B.posterize(v, torch.tensor([2.0])).flatten()
@@ -114,6 +146,9 @@ def test_solarize_posterize_autocontrast(x):
     flat = torch.full((1, 2, 3, 3), 0.3)
     flat[0, 1, 0, 0] = 0.3 + 1e-7  # a span below 1e-6 is treated as flat
     assert torch.equal(B.autocontrast(flat), flat)
+    bar = torch.tensor(1e-6, dtype=torch.float32)  # a span of exactly the bar is still flat
+    edge_flat = torch.stack([torch.zeros(()), bar]).view(1, 1, 1, 2)
+    assert (edge_flat.amax() - edge_flat.amin()) == bar and torch.equal(B.autocontrast(edge_flat), edge_flat)
     ramp = torch.linspace(0.2, 0.6, 4).view(1, 1, 2, 2)
     assert torch.allclose(B.autocontrast(ramp).flatten(), torch.tensor([0, 1 / 3, 2 / 3, 1]))
 
@@ -164,3 +199,46 @@ def test_box_masks_are_half_open_boxes_clipped_to_the_image():
     assert m[1, 0].nonzero().tolist() == [[0, 4], [0, 5], [1, 4], [1, 5]]  # rows -2..2, cols 3.5..6.5 clipped
     wide = B.box_masks(3, 5, torch.tensor([1.0]), torch.tensor([2.0]), torch.tensor([2.0]), torch.tensor([4.0]))
     assert wide[0, 0].sum() == 8 and wide[0, 0, 2].sum() == 0
+
+
+def test_box_masks_match_a_pixel_by_pixel_reference():
+    # random real-valued boxes, some over the edges: each pixel (r, c) is inside when top <= r < bottom and
+    # left <= c < right, with the box's half sizes on either side of its centre
+    g = torch.Generator().manual_seed(5)
+    h, w, n = 7, 9, 40
+    cy, cx = B.uniform(-1.0, h + 1.0, n, g, "cpu"), B.uniform(-1.0, w + 1.0, n, g, "cpu")
+    bh, bw = B.uniform(0.5, h, n, g, "cpu"), B.uniform(0.5, w, n, g, "cpu")
+    masks = B.box_masks(h, w, cy, cx, bh, bw)
+    for m, y, x, sh, sw in zip(masks, cy.tolist(), cx.tolist(), bh.tolist(), bw.tolist()):
+        ref = [[y - sh / 2 <= r < y + sh / 2 and x - sw / 2 <= c < x + sw / 2 for c in range(w)] for r in range(h)]
+        assert m[0].tolist() == ref
+    full = B.box_masks(6, 6, torch.tensor([3.0]), torch.tensor([3.0]), torch.tensor([6.0]), torch.tensor([6.0]))
+    assert bool(full.all())  # a box the size of the image covers all of it
+
+
+def test_ops_allocate_on_the_input_device():
+    # The batch's device, not the default one: with the default device set to "meta", anything created without
+    # the input's device would be a meta tensor and fail to combine with the CPU inputs (on a GPU machine the
+    # same slip puts a CPU tensor next to CUDA ones).
+    x = torch.rand(2, 3, 5, 6, generator=torch.Generator().manual_seed(9))
+    angle, t, f = torch.tensor([30.0, -10.0]), torch.tensor([3.0, 1.0]), torch.tensor([0.1, 0.3])
+    ops = {"affine_theta": lambda: B.affine_theta(angle), "box_masks": lambda: B.box_masks(5, 6, t, t, t, t),
+           "gray": lambda: B.gray(x), "hue": lambda: B.adjust_hue(x, f), "sharpness": lambda: B.adjust_sharpness(x, f),
+           "kernels": lambda: B.gaussian_kernels(t, 3),
+           "uniform": lambda: B.uniform(0.0, 1.0, 4, torch.Generator().manual_seed(1), "cpu"),
+           "sign": lambda: B.random_sign(4, torch.Generator().manual_seed(1), "cpu")}
+    for name, op in ops.items():
+        expected = op()
+        with torch.device("meta"):
+            out = op()
+        assert out.device.type == "cpu" and torch.equal(out, expected), name
+
+
+def test_warp_is_silent():
+    # affine_grid and grid_sample warn on every call unless align_corners is given: an augmentation at every step
+    # must not fill the log
+    img = torch.rand(2, 3, 5, 5, generator=torch.Generator().manual_seed(6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for mode in ("bilinear", "nearest"):
+            B.warp(img, B.affine_theta(torch.tensor([20.0, -5.0])), mode=mode)

@@ -87,11 +87,21 @@ def test_sigkill_during_writes_never_leaves_a_corrupt_checkpoint(tmp_path):
             save_checkpoint({str(path)!r}, {{"model": {{"w": torch.full((512, 512), float(i))}}, "epoch": i}})
             i += 1
     """)
+    def written():  # a finished write replaces the file (new inode), so this changes with every checkpoint
+        return path.stat().st_ino if path.exists() else None
+
     for delay in (0.8, 1.3, 1.9):
+        before = written()
         proc = subprocess.Popen([sys.executable, "-c", script])
-        deadline = time.time() + 60
-        while not path.exists() and time.time() < deadline:
+        # Wait for this child's first checkpoint, so the kill lands among its writes; `import torch` in a fresh
+        # process can take minutes on a loaded machine, hence the wide limit. A child that dies or never writes
+        # fails the test here instead of being killed before it wrote anything.
+        deadline = time.time() + 600
+        while written() == before and proc.poll() is None and time.time() < deadline:
             time.sleep(0.05)
+        if written() == before:
+            proc.kill()
+            pytest.fail(f"the child wrote no checkpoint (exit code {proc.wait()})")
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()

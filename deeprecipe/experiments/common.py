@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..config import resolve_config
 from ..data.sources import ImageSet, load_source
@@ -45,6 +46,13 @@ def per_class_split(train: int, val: int, test: int, seed: int = 0) -> ImageSet:
     splits = {k: np.sort(np.concatenate(v)) for k, v in parts.items()}
     return ImageSet(ds.images, ds.labels, ds.classes, splits=splits,
                     name=f"builtin:mnist5k, {train}/{val}/{test} per class")
+
+
+def downsampled(ds: ImageSet, side: int) -> ImageSet:
+    """The same set with each image averaged down to side × side pixels (area interpolation, uint8):
+    fewer pixels make the quick versions of the conv experiments cheaper per step."""
+    small = F.interpolate(ds.images.float(), size=(side, side), mode="area").round().clamp(0, 255).to(torch.uint8)
+    return ImageSet(small, ds.labels, ds.classes, splits=ds.splits, name=f"{ds.name}, {side}×{side}")
 
 
 def evaluate_clean(res: dict, split: str = "train") -> dict[str, float]:

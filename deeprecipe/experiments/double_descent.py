@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..data.sources import ImageSet
 from ..plots import pyplot, save_png
 from ..progress import track
-from .common import evaluate_clean, per_class_split, train_quietly
+from .common import downsampled, evaluate_clean, per_class_split, train_quietly
 from .registry import ExperimentResult, checks_line, register_experiment
 
 NOISE = 0.2
@@ -41,12 +40,6 @@ def with_noisy_labels(ds: ImageSet, fraction: float, seed: int = 0) -> ImageSet:
     k = len(ds.classes)
     labels[flip] = (labels[flip] + torch.randint(1, k, (len(flip),), generator=g)) % k  # never the true class
     return ImageSet(ds.images, labels, ds.classes, splits=ds.splits, name=f"{ds.name}, {fraction:.0%} noisy training labels")
-
-
-def downsampled(ds: ImageSet, side: int) -> ImageSet:
-    """The same set with each image averaged down to side × side pixels (area interpolation, uint8)."""
-    small = F.interpolate(ds.images.float(), size=(side, side), mode="area").round().clamp(0, 255).to(torch.uint8)
-    return ImageSet(small, ds.labels, ds.classes, splits=ds.splits, name=f"{ds.name}, {side}×{side}")
 
 
 def _stop_when_fitted(trainer, row) -> None:
