@@ -78,17 +78,17 @@ def suggestions(overrides: list[str]) -> dict[str, float | None]:
     out = {"range (deeprecipe)": rt.suggestion,
            "range (fastai valley)": fastai_valley(rt.lrs, rt.smoothed) if len(rt.lrs) > 5 else None,
            "range (fastai minimum)": rt.lrs[int(np.argmin(rt.smoothed))] / 10 if rt.lrs else None}
-    out.update(short_runs(session))
+    out["short-runs"], curve = short_runs(session)
     # The raw curves too, so that other readings of the same tests can be scored without training again.
-    out["curves"] = {"range": {"lrs": rt.lrs, "smoothed": rt.smoothed}, "short-runs": out.pop("short-runs curve")}
+    out["curves"] = {"range": {"lrs": rt.lrs, "smoothed": rt.smoothed}, "short-runs": curve}
     return out
 
 
-def short_runs(session) -> dict:
+def short_runs(session) -> tuple[float | None, dict]:
+    """(suggestion, {"lrs", "finals"}) of one short-runs test."""
     from deeprecipe.recipe.lr_methods import run_short_runs
-    short = run_short_runs(session)
-    return {"short-runs": short.suggestion,
-            "short-runs curve": {"lrs": short.lrs, "finals": [f if math.isfinite(f) else None for f in short.finals]}}
+    record = run_short_runs(session).to_dict()
+    return record["suggestion"], {"lrs": record["lrs"], "finals": record["finals"]}
 
 
 def redo_short_runs(results: dict, setups: list[str]) -> None:
@@ -97,9 +97,8 @@ def redo_short_runs(results: dict, setups: list[str]) -> None:
         base = list(SETUPS[setup]) + ([f"data.spec={photos_spec()}"] if setup == "photos-convnet" else [])
         for opt, opt_overrides in OPTIMS.items():
             for seed, sugg in enumerate(results.get(f"{setup}/{opt}", {}).get("suggestions", [])):
-                new = short_runs(_session(base + opt_overrides + [f"train.seed={seed}"]))
-                sugg["short-runs"] = new["short-runs"]
-                sugg.setdefault("curves", {})["short-runs"] = new["short-runs curve"]
+                sugg["short-runs"], curve = short_runs(_session(base + opt_overrides + [f"train.seed={seed}"]))
+                sugg.setdefault("curves", {})["short-runs"] = curve
             print(setup, opt, [s["short-runs"] for s in results.get(f"{setup}/{opt}", {}).get("suggestions", [])], flush=True)
 
 

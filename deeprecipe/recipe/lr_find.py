@@ -20,6 +20,8 @@ from ..progress import track
 from ..session import Session
 from ..train.trainer import NonFiniteLoss
 
+MIN_DIVISOR = 2  # the suggestion is the lr at the loss minimum divided by this
+
 
 @dataclass
 class LRFindResult:
@@ -74,9 +76,6 @@ def _cycle(loader):
         loader.set_epoch(epoch)
         yield from loader
         epoch += 1
-
-
-MIN_DIVISOR = 2  # the suggestion is the lr at the loss minimum divided by this
 
 
 def suggest_lr(lrs: list[float], smoothed: list[float], burn_in: float = 0.1) -> tuple[float | None, float | None, float | None]:

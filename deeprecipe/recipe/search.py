@@ -176,7 +176,9 @@ def objective_for(session: Session, params: list[Param], epochs: int, fixed: dic
         def report(tr, row):
             trial.report(row.get("val_acc", 0.0), row["epoch"])
             if row.get("val_acc", -1.0) > best_epoch["val_acc"]:  # the epoch the trial's value comes from
-                best_epoch.update(val_acc=row["val_acc"], correct=tr.last_correct)
+                # Right/wrong per validation image, as a 0/1 string: the guard's paired test.
+                right = "".join("1" if c else "0" for c in tr.last_correct.tolist())
+                best_epoch.update(val_acc=row["val_acc"], correct=right)
             # A finished trial is kept (its epochs are spent); the baseline runs to the end, as the yardstick.
             if row["epoch"] < epochs and not trial.user_attrs.get(BASELINE) and trial.should_prune():
                 raise optuna.TrialPruned(f"val_acc {row.get('val_acc', 0.0):.4f} after epoch {row['epoch']}")
@@ -188,8 +190,7 @@ def objective_for(session: Session, params: list[Param], epochs: int, fixed: dic
             trial.set_user_attr("error", err.message)
             return 0.0
         trial.set_user_attr("diagnosis", trial_session.diagnose(history)["verdict"])
-        # Right/wrong per validation image at the best epoch, as a 0/1 string: the guard's paired test.
-        trial.set_user_attr(CORRECT, "".join("1" if c else "0" for c in best_epoch.get("correct", [])))
+        trial.set_user_attr(CORRECT, best_epoch.get("correct", ""))
         return max(r.get("val_acc", 0.0) for r in history)
 
     return objective

@@ -104,9 +104,8 @@ class _Run:
         self.ln_c = math.log(num_classes) if num_classes and num_classes > 1 else math.log(10)
         # The rules read the training loss above what the targets allow (val_loss is plain cross-entropy).
         self.floor = smoothed_loss_floor(label_smoothing, num_classes)
-        self.train_loss = [v - self.floor if isinstance(v, (int, float)) else v
-                           for v in _column(history, "train_loss")]
         self.raw_train_loss = _column(history, "train_loss")  # an untrained model scores ln(C) whatever the smoothing
+        self.train_loss = [v - self.floor if isinstance(v, (int, float)) else v for v in self.raw_train_loss]
         self.train_acc = _column(history, "train_acc")
         self.val_loss = _column(history, "val_loss")
         self.val_acc = _column(history, "val_acc")
@@ -181,12 +180,12 @@ def _instability(run: _Run) -> tuple[list[str], list[str], list[str]]:
     if run.has_val and run.n_val:
         for i in range(1, len(run.val_acc)):
             best = max(range(i), key=lambda j: run.val_acc[j])
-            lo_before, _ = run.interval(best)
+            lo_before, hi_before = run.interval(best)
             _, hi_now = run.interval(i)
             # Intervals that do not overlap: a real fall, not a few images. A fall while the model fits its
             # training images better than it ever generalised, its train loss not thrown up, is memorising
             # (overfitting, judged below), not its steps going astray.
-            memorising = (run.train_acc[i] > run.interval(best)[1]
+            memorising = (run.train_acc[i] > hi_before
                           and not run.significant_loss_rise(train[i - 1], train[i], RISE_REL, RISE_ABS))
             if hi_now < lo_before and not memorising:
                 final_hi = run.interval(len(run.val_acc) - 1)[1]

@@ -98,7 +98,7 @@ class Trainer:
         self.ema = build_ema(model, cfg.regularize.ema)
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
         self.state = TrainState()
-        self.last_correct: list[bool] = []  # per image, from the latest evaluate()
+        self.last_correct = torch.zeros(0, dtype=torch.bool)  # per image, from the latest evaluate()
         reg = cfg.regularize
         self.plateau = (Plateau(cfg.schedule.gamma, cfg.schedule.patience, "min" if cfg.schedule.monitor.endswith("loss") else "max")
                         if cfg.schedule.name == "plateau" else None)
@@ -225,7 +225,7 @@ class Trainer:
             return {}
         loss = classification_loss(logits, labels).item()
         # Which images the model got right: a search compares two trials on the same images (a paired test).
-        self.last_correct = (logits.argmax(1) == labels).tolist()
+        self.last_correct = logits.argmax(1) == labels
         out = {"loss": loss, "acc": topk_correct(logits, labels, 1) / labels.numel()}
         if logits.shape[1] > 5:
             out["top5"] = topk_correct(logits, labels, 5) / labels.numel()
