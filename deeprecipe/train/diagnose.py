@@ -36,7 +36,7 @@ NOISY_SKILL = 0.80        # overfitting that began while train accuracy was belo
 GAP_MIN = 0.02            # train accuracy this far above the val interval's upper end is a generalisation gap
 VAL_RISE = 0.10           # val_loss this far above its minimum (relative, and JUMP_ABS absolute) has turned
 LOSS_RATIO = 1.8          # val_loss / train_loss beyond this, with a gap, is overfitting ...
-GAP_NO_TURN = 0.05        # ... when the gap is this large: without a val-loss turn, 2-3 points is an ordinary gap
+GAP_MATERIAL = 0.08       # ... and train_acc - val_acc is this large: without a val-loss turn, a few points is ordinary
 MEMORISED = 0.995         # train accuracy at which the model fits (nearly) every training image
 STILL_FALLING = 0.03      # relative val/train loss fall in the last epoch that means "train longer"
 BLOWUP_LOSS = 7.0         # 1.5 × ln(100): above what an untrained model of up to 100 classes scores
@@ -377,7 +377,7 @@ def _judge(run: _Run, notes: list[str]) -> dict:
     ratio = vals[-1] / max(train_loss, 1e-12)
     gap = train_acc - hi
     wide = bool(run.n_val) and hi - lo > WIDE_INTERVAL
-    apart = ratio > LOSS_RATIO and gap > GAP_NO_TURN
+    apart = ratio > LOSS_RATIO and train_acc - run.val_acc[last] >= GAP_MATERIAL
     memorising = _memorising(run, best_epoch)
     if memorising:
         evidence.append(memorising)
