@@ -1,7 +1,7 @@
 """Regenerate the diagnosis corpus: real training runs made with known causes, kept as small JSON histories.
 
     nice python -m benchmarks.diagnosis_corpus [--out tests/data/diagnosis_corpus] [--part tune|heldout|all]
-                                               [--only CAUSE,...] [--jobs 1]
+                                               [--only SCENARIO,...] [--setups SETUP,...] [--jobs 1]
 
 Each run trains a tiny model (MLP, LeNet-5, a narrow convnet) for a few epochs on one thread, on the built-in
 MNIST subset, the built-in 8×8 digits, or crops of the real RGB photos that scikit-image and scikit-learn
@@ -11,10 +11,13 @@ no regularisation on tiny data for many epochs, 30 % of the labels flipped — a
 under one-cycle, cosine, step and constant schedules, and one-cycle with label smoothing 0.1. Every run lands in OUT/PART/NAME.json with its
 per-epoch metrics and what made it (cause, data set, split sizes, schedule, class count, seed).
 
-The "tune" part (seeds 0-4) is what the diagnosis rules were chosen on; it holds both split-size sets, the
-"tune" sizes (seeds 0-1) and the "heldout" sizes (seeds 2-4, made as a held-back part and moved in when the rules
-were next revised). "heldout" (seeds 5-7, "heldout" sizes) was only scored once the rules were fixed
-(tests/test_diagnosis_corpus.py checks both).
+Three split-size sets ("tune", "heldout", "heldout2": other images per class and validation fractions, each
+spanning ~20 to 1,000 validation images) and seeds 0-10 make the parts. The "tune" folder (seeds 0-1 with the
+"tune" sizes, seeds 2-7 with the "heldout" sizes) is what the diagnosis rules were chosen on; seeds 2-4 and then
+5-7 were each a held-back part once, scored once with the rules of their day, and moved into "tune" when the
+rules were next revised. The "heldout" folder (seeds 8-10, "heldout2" sizes) was trained into a folder outside
+the corpus before the current rules were revised, and scored once after they were fixed (docs/recipe.md,
+tests/test_diagnosis_corpus.py). A record's "part" names the split-size set it was made with.
 """
 from __future__ import annotations
 

@@ -640,3 +640,15 @@ def test_a_loss_thrown_above_ln_c_in_epoch_1_then_a_stalled_run_is_a_rate_too_hi
     assert diagnose(_rows([2.3, 1.2, 1.0, 0.95, 0.9, 0.88], stalled), 10)["verdict"] != "unstable"
     fitted = diagnose(_rows([3.0, 1.2, 1.0, 0.95, 0.9, 0.3], stalled[:-1] + [0.91]), 10)
     assert not any("epoch 1's mean" in e for e in fitted["evidence"])
+
+
+def test_a_bounce_back_to_an_earlier_low_is_not_still_falling():
+    # A constant-rate run: val loss 0.169 at epoch 3, thrown up, back to 0.166 (-35 % on the epoch before, -2 % on
+    # the earlier low). Measured from the earlier low it is no trend; a fall of > 10 % (and 1 % of ln C) below it is.
+    train_loss, train_acc = [1.0, 0.6, 0.45, 0.4, 0.38, 0.36], [0.7, 0.85, 0.9, 0.91, 0.92, 0.93]
+    val_acc = [0.8, 0.88, 0.93, 0.9, 0.92, 0.935]
+    bounce = diagnose(_rows(train_loss, train_acc, [0.5, 0.3, 0.169, 0.426, 0.256, 0.166], val_acc), 10, 5000)
+    assert bounce["verdict"] != "not converged", bounce
+    falling = diagnose(_rows(train_loss, train_acc, [0.5, 0.3, 0.169, 0.426, 0.256, 0.140], val_acc), 10, 5000)
+    assert falling["verdict"] == "not converged"
+    assert "val_loss still falling 0.1690 → 0.1400 in the last epoch (from its lowest before)" in falling["evidence"]

@@ -399,9 +399,12 @@ def _judge(run: _Run, notes: list[str]) -> dict:
         return _result("overfitting", evidence, run)
     gaining = _significant_gain(run)
     # Still falling means a trend: the last epoch is the lowest so far (not a bounce back from a bad epoch).
+    # The fall is measured from the lowest earlier epoch: a bounce back to an earlier low is no trend.
     trend = best_epoch == last and train_acc < 0.995
-    if trend and (_still_falling(vals, run.ln_c, fast=True) or (_still_falling(vals, run.ln_c) and gaining)):
-        evidence.append(f"val_loss still falling {vals[-2]:.4f} → {vals[-1]:.4f} in the last epoch")
+    below = [min(vals[:-1]), vals[-1]]
+    if trend and (_still_falling(below, run.ln_c, fast=True) or (_still_falling(below, run.ln_c) and gaining)):
+        evidence.append(f"val_loss still falling {below[0]:.4f} → {vals[-1]:.4f} in the last epoch"
+                        + ("" if below[0] == vals[-2] else " (from its lowest before)"))
         if gaining:
             evidence.append(gaining)
         return _result("not converged", evidence, run)
