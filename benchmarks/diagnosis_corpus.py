@@ -101,30 +101,30 @@ def data_spec(kind: str, per_class: int, label_noise: float, seed: int) -> str:
 # Data set × model with a tuned base (optimizer, lr, epochs); checked by the healthy runs' accuracy.
 # "tune" and "heldout" differ in split sizes (and seeds, below).
 DATASETS = {
-    "mnist-mlp": dict(kind="mnist", per_class={"tune": 500, "heldout": 300, "heldout2": 400},
-                      val={"tune": 0.2, "heldout": 0.15, "heldout2": 0.25},
+    "mnist-mlp": dict(kind="mnist", per_class={"tune": 500, "heldout": 300, "heldout2": 400, "heldout3": 250},
+                      val={"tune": 0.2, "heldout": 0.15, "heldout2": 0.25, "heldout3": 0.3},
                       model=["model.name=mlp", "model.width=128"], big=["model.name=mlp", "model.width=512"],
                       small=["model.name=mlp", "model.width=3", "model.depth=1"],
                       optim=["optim.name=adamw", "optim.lr=2e-3"], epochs=8, batch=64),
-    "mnist-lenet": dict(kind="mnist", per_class={"tune": 100, "heldout": 80, "heldout2": 60},
-                        val={"tune": 0.25, "heldout": 0.2, "heldout2": 0.3},
+    "mnist-lenet": dict(kind="mnist", per_class={"tune": 100, "heldout": 80, "heldout2": 60, "heldout3": 120},
+                        val={"tune": 0.25, "heldout": 0.2, "heldout2": 0.3, "heldout3": 0.15},
                         model=["model.name=lenet5"], big=["model.name=lenet5"],
                         small=["model.name=mlp", "model.width=2", "model.depth=1"],
                         optim=["optim.name=sgd", "optim.lr=0.05", "optim.momentum=0.9"], epochs=12, batch=32),
-    "digits-mlp": dict(kind="digits", per_class={"tune": 0, "heldout": 0, "heldout2": 150},
-                       val={"tune": 0.1, "heldout": 0.25, "heldout2": 0.2},
+    "digits-mlp": dict(kind="digits", per_class={"tune": 0, "heldout": 0, "heldout2": 150, "heldout3": 100},
+                       val={"tune": 0.1, "heldout": 0.25, "heldout2": 0.2, "heldout3": 0.3},
                        model=["model.name=mlp", "model.width=128"], big=["model.name=mlp", "model.width=512"],
                        small=["model.name=mlp", "model.width=3", "model.depth=1"],
                        optim=["optim.name=adamw", "optim.lr=3e-3"], epochs=10, batch=32,
                        augment=["data.augment=[]"]),  # a 2-pixel shift is a quarter of an 8×8 digit
-    "photos-convnet": dict(kind="photos", per_class={"tune": 35, "heldout": 60, "heldout2": 40},
-                           val={"tune": 0.1, "heldout": 0.15, "heldout2": 0.1},
+    "photos-convnet": dict(kind="photos", per_class={"tune": 35, "heldout": 60, "heldout2": 40, "heldout3": 30},
+                           val={"tune": 0.1, "heldout": 0.15, "heldout2": 0.1, "heldout3": 0.15},
                            model=["model.name=convnet", "model.widths=[16,32]", "model.convs=1"],
                            big=["model.name=mlp", "model.width=512"],  # batch-normed convnets did not overfit the crops
                            small=["model.name=mlp", "model.width=2", "model.depth=1"],
                            optim=["optim.name=adamw", "optim.lr=3e-3"], epochs=12, batch=16),
-    "photos-large": dict(kind="photos", per_class={"tune": 120, "heldout": 90, "heldout2": 150},
-                         val={"tune": 0.25, "heldout": 0.3, "heldout2": 0.2},
+    "photos-large": dict(kind="photos", per_class={"tune": 120, "heldout": 90, "heldout2": 150, "heldout3": 100},
+                         val={"tune": 0.25, "heldout": 0.3, "heldout2": 0.2, "heldout3": 0.25},
                          model=["model.name=convnet", "model.widths=[16,32]", "model.convs=1"],
                          big=["model.name=mlp", "model.width=512"],  # batch-normed convnets did not overfit the crops
                          small=["model.name=mlp", "model.width=2", "model.depth=1"],
@@ -133,7 +133,7 @@ DATASETS = {
 # Folder → (split-size set, seeds). A held-back part, once scored, moves into "tune" with its sizes and seeds,
 # and a new one (new seeds, new sizes) is made before the rules are next revised.
 PARTS = {"tune": [("tune", [0, 1]), ("heldout", [2, 3, 4, 5, 6, 7])],
-         "heldout": [("heldout2", [8, 9, 10])]}
+         "heldout": [("heldout2", [8, 9, 10]), ("heldout3", [11, 12, 13])]}
 SCHEDULES = ["onecycle", "cosine", "step", "constant"]
 
 
