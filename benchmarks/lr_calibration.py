@@ -2,10 +2,12 @@
 
     nice python -m benchmarks.lr_calibration [--setups digits-mlp,...] [--seeds 3] [--out benchmarks/results/lr_calibration.json]
     nice python -m benchmarks.lr_calibration --redo-short-runs --setups ...   # only the short runs, on stored grids
+    nice python -m benchmarks.lr_calibration --bracket --setups ...   # extend stored grids whose best is the top
 
 For each data set × model × optimizer (SGD with momentum 0.9, AdamW) a grid of rates is trained for a few
-epochs under one-cycle, one run per seed; the best band is every grid rate whose mean final val accuracy is
-within one standard error of the best rate's. Then, per seed, the range test (`lr-find`, its own reading
+epochs under one-cycle, one run per seed, extended upwards while its best mean is the highest rate; the best
+band is every grid rate whose mean final val accuracy is within one standard error of the best rate's. The
+HELD_OUT setups were added after the methods were chosen on the others and are counted apart. Then, per seed, the range test (`lr-find`, its own reading
 and fastai's `valley` and `minimum` readings of the same curve) and the short-runs method (`lr-find --method
 short-runs`) suggest a rate. A suggestion is in the band when it lies between the band's lowest and highest
 grid rate, widened by half a grid step (a factor √3) on each side. Prints a markdown table: in-band share and
