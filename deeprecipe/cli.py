@@ -282,7 +282,7 @@ def _setup_lr_find(p):
                    help="steps per candidate rate (short-runs); default the configured run's steps, 20…300")
 
 
-@command("lr-find", "learning-rate range test: suggestion and plot", _setup_lr_find)
+@command("lr-find", "a learning rate: range test (default) or short runs, suggestion and plot", _setup_lr_find)
 def cmd_lr_find(args) -> int:
     from pathlib import Path
     from .session import Session
