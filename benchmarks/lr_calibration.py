@@ -2,10 +2,12 @@
 
     nice python -m benchmarks.lr_calibration [--setups digits-mlp,...] [--seeds 3] [--out benchmarks/results/lr_calibration.json]
     nice python -m benchmarks.lr_calibration --redo-short-runs --setups ...   # only the short runs, on stored grids
+    nice python -m benchmarks.lr_calibration --bracket --setups ...   # extend stored grids whose best is the top
 
 For each data set × model × optimizer (SGD with momentum 0.9, AdamW) a grid of rates is trained for a few
-epochs under one-cycle, one run per seed; the best band is every grid rate whose mean final val accuracy is
-within one standard error of the best rate's. Then, per seed, the range test (`lr-find`, its own reading
+epochs under one-cycle, one run per seed, extended upwards while its best mean is the highest rate; the best
+band is every grid rate whose mean final val accuracy is within one standard error of the best rate's. The
+HELD_OUT setups were added after the methods were chosen on the others and are counted apart. Then, per seed, the range test (`lr-find`, its own reading
 and fastai's `valley` and `minimum` readings of the same curve) and the short-runs method (`lr-find --method
 short-runs`) suggest a rate. A suggestion is in the band when it lies between the band's lowest and highest
 grid rate, widened by half a grid step (a factor √3) on each side. Prints a markdown table: in-band share and
@@ -30,7 +32,13 @@ SETUPS = {
                     "train.epochs=3"],
     "photos-convnet": ["model.name=convnet", "model.widths=[16,32]", "model.convs=1", "train.batch_size=32",
                        "train.epochs=4"],
+    # Setups added after the methods were chosen on the three above, to check them on cases not looked at.
+    "digits-convnet": ["data.spec=builtin:digits", "data.augment=[]", "model.name=convnet", "model.widths=[16,32]",
+                       "model.convs=1", "train.batch_size=32", "train.epochs=4"],
+    "mnist-mlp": ["data.spec=builtin:mnist5k", "data.val_fraction=0.2", "model.name=mlp", "model.width=128",
+                  "train.batch_size=64", "train.epochs=3"],
 }
+HELD_OUT = {"digits-convnet", "mnist-mlp"}
 
 
 def _session(overrides: list[str]):
@@ -46,6 +54,19 @@ def final_val_acc(overrides: list[str]) -> float:
     except DeepRecipeError:  # diverged
         return 0.0
     return float(history[-1]["val_acc"])
+
+
+def bracket_grid(accs: dict[float, list[float]], run, seeds: int, most: int = 2) -> dict[float, list[float]]:
+    """Extend the grid upwards by half-decades (0.3 → 1 → 3) while its best mean sits at the highest rate, at most
+    `most` times: a band that touches the grid's edge does not say where the best rates end."""
+    for _ in range(most):
+        means = {lr: float(np.mean(a)) for lr, a in accs.items()}
+        top = max(accs)
+        if max(means, key=means.get) != top:
+            break
+        nxt = float(f"{10 ** (round(2 * math.log10(top)) / 2 + 0.5):.1g}")  # the next half-decade: 0.3 → 1 → 3
+        accs[nxt] = [run(nxt, s) for s in range(seeds)]
+    return accs
 
 
 def best_band(accs: dict[float, list[float]]) -> tuple[float, float]:
@@ -94,12 +115,16 @@ def short_runs(session) -> tuple[float | None, dict]:
 def redo_short_runs(results: dict, setups: list[str]) -> None:
     """Run the current short-runs method again on every stored setup × optimizer × seed (the grids stay)."""
     for setup in setups:
-        base = list(SETUPS[setup]) + ([f"data.spec={photos_spec()}"] if setup == "photos-convnet" else [])
+        base = setup_overrides(setup)
         for opt, opt_overrides in OPTIMS.items():
             for seed, sugg in enumerate(results.get(f"{setup}/{opt}", {}).get("suggestions", [])):
                 sugg["short-runs"], curve = short_runs(_session(base + opt_overrides + [f"train.seed={seed}"]))
                 sugg.setdefault("curves", {})["short-runs"] = curve
             print(setup, opt, [s["short-runs"] for s in results.get(f"{setup}/{opt}", {}).get("suggestions", [])], flush=True)
+
+
+def setup_overrides(setup: str) -> list[str]:
+    return list(SETUPS[setup]) + ([f"data.spec={photos_spec()}"] if setup == "photos-convnet" else [])
 
 
 def photos_spec() -> str:
@@ -112,24 +137,37 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--setups", default="digits-mlp")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "lr_calibration.json")
+    p.add_argument("--bracket", action="store_true",
+                   help="extend stored grids whose best rate is the highest one (then --redo-short-runs if given)")
     p.add_argument("--redo-short-runs", action="store_true",
                    help="only run the short-runs method again on the stored grids (after it changed)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if args.bracket:
+        for setup in args.setups.split(","):
+            for opt, opt_overrides in OPTIMS.items():
+                if f"{setup}/{opt}" not in results:
+                    continue
+                r, base = results[f"{setup}/{opt}"], setup_overrides(setup) + opt_overrides
+                run = lambda lr, s: final_val_acc(base + [f"optim.lr={lr:g}", f"train.seed={s}"])
+                accs = bracket_grid({float(k): v for k, v in r["accs"].items()}, run, len(next(iter(r["accs"].values()))))
+                r["accs"], r["band"] = {str(k): v for k, v in accs.items()}, best_band(accs)
+                print(setup, opt, r["band"], flush=True)
+        args.out.write_text(json.dumps(results, indent=1))
     if args.redo_short_runs:
         redo_short_runs(results, args.setups.split(","))
         args.out.write_text(json.dumps(results, indent=1))
         print(markdown(results))
         return
     for setup in args.setups.split(","):
-        base = list(SETUPS[setup]) + ([f"data.spec={photos_spec()}"] if setup == "photos-convnet" else [])
+        base = setup_overrides(setup)
         for opt, opt_overrides in OPTIMS.items():
             key = f"{setup}/{opt}"
             if key in results:
                 continue
-            accs = {lr: [final_val_acc(base + opt_overrides + [f"optim.lr={lr:g}", f"train.seed={s}"])
-                         for s in range(args.seeds)] for lr in GRID}
+            run = lambda lr, s: final_val_acc(base + opt_overrides + [f"optim.lr={lr:g}", f"train.seed={s}"])
+            accs = bracket_grid({lr: [run(lr, s) for s in range(args.seeds)] for lr in GRID}, run, args.seeds)
             sugg = [suggestions(base + opt_overrides + [f"train.seed={s}"]) for s in range(args.seeds)]
             results[key] = {"accs": {str(k): v for k, v in accs.items()}, "band": best_band(accs), "suggestions": sugg}
             args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -138,21 +176,33 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown(results))
 
 
+def _stored(suggestion: dict, method: str) -> float | None:
+    """A stored suggestion; deeprecipe's range reading taken again from the stored curve, so that tests run
+    before its reading changed are scored by the current one."""
+    if method == "range (deeprecipe)" and "curves" in suggestion:
+        from deeprecipe.recipe.lr_find import suggest_lr
+        return suggest_lr(suggestion["curves"]["range"]["lrs"], suggestion["curves"]["range"]["smoothed"])[0]
+    return suggestion[method]
+
+
 def markdown(results: dict) -> str:
     methods = ["range (deeprecipe)", "range (fastai valley)", "range (fastai minimum)", "short-runs"]
     rows = ["| setup / optimizer | best band | " + " | ".join(methods) + " |", "|---" * (len(methods) + 2) + "|"]
-    score = {m: [] for m in methods}
+    score = {part: {m: [] for m in methods} for part in ("chosen on", "held out")}
     for key, r in results.items():
         lo, hi = r["band"]
         cells = []
         for m in methods:
-            vals = [s[m] for s in r["suggestions"] if s[m]]
+            vals = [v for v in (_stored(s, m) for s in r["suggestions"]) if v]
             inside = [lo / math.sqrt(3) <= v <= hi * math.sqrt(3) for v in vals]
-            score[m] += inside
+            score["held out" if key.split("/")[0] in HELD_OUT else "chosen on"][m] += inside
             spread = max(vals) / min(vals) if vals else float("nan")
             cells.append(", ".join(f"{v:.2g}" for v in vals) + f" ({sum(inside)}/{len(r['suggestions'])} in, ×{spread:.1f})")
         rows.append(f"| {key} | {lo:g}–{hi:g} | " + " | ".join(cells) + " |")
-    rows.append("| **in band, all** | | " + " | ".join(f"{sum(v)}/{len(v)}" for v in score.values()) + " |")
+    for part, counts in score.items():
+        if any(counts.values()):
+            rows.append(f"| **in band, {'setups the methods were ' + part if part == 'chosen on' else 'held-out setups'}**"
+                        " | | " + " | ".join(f"{sum(v)}/{len(v)}" for v in counts.values()) + " |")
     return "\n".join(rows)
 
 

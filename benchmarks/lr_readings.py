@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.lr_calibration import fastai_valley
+from benchmarks.lr_calibration import HELD_OUT, fastai_valley
 from deeprecipe.recipe.lr_find import suggest_lr
 from deeprecipe.recipe.lr_methods import vertex_lr
 
@@ -49,9 +49,15 @@ def _short_readings(curve: dict) -> dict[str, float | None]:
             "short-runs v1 (largest rate within 5% of the largest fall)": max(near)}
 
 
-def readings(case: dict) -> dict[str, float | None]:
+def readings(case: dict, optimizer: str, cases: list[dict]) -> dict[str, float | None]:
+    """Every reading of one seed's tests; `cases` are all seeds' tests of the same setup × optimizer."""
     curves = case["curves"]
     out = _range_readings(curves["range"]["lrs"], curves["range"]["smoothed"])
+    # A fraction per optimizer family (fitted on the first three setups: SGD ÷ 2, AdamW ÷ 4).
+    out["minimum ÷ 2 (SGD) / ÷ 4 (AdamW)"] = out["minimum"] / (2 if optimizer == "sgd" else 4) if out["minimum"] else None
+    # Several range tests combined: the median of the minimum ÷ 2 over every seed's test (one value per setup).
+    halves = [suggest_lr(c["curves"]["range"]["lrs"], c["curves"]["range"]["smoothed"])[0] for c in cases]
+    out["minimum ÷ 2, median of the seeds' tests"] = float(np.median([h for h in halves if h])) if any(halves) else None
     out.update(_short_readings(curves["short-runs"]))
     return out
 
@@ -62,7 +68,8 @@ def score(results: dict) -> tuple[list[str], dict[str, dict[str, tuple[int, int,
     setups = [k for k, r in results.items() if all("curves" in s for s in r["suggestions"])]
     for key in setups:
         lo, hi = results[key]["band"]
-        per_seed = [readings(s) for s in results[key]["suggestions"]]
+        cases = results[key]["suggestions"]
+        per_seed = [readings(s, key.split("/")[1], cases) for s in cases]
         for name in per_seed[0]:
             vals = [r[name] for r in per_seed if r[name]]
             inside = sum(lo / math.sqrt(3) <= v <= hi * math.sqrt(3) for v in vals)
@@ -74,13 +81,16 @@ def score(results: dict) -> tuple[list[str], dict[str, dict[str, tuple[int, int,
 def markdown(results: dict) -> str:
     setups, table = score(results)
     head = "| reading | " + " | ".join(f"{k} (band {results[k]['band'][0]:g}–{results[k]['band'][1]:g})" for k in setups)
-    rows = [head + " | in band, all | worst spread |", "|---" * (len(setups) + 3) + "|"]
+    rows = [head + " | in band, chosen-on setups | in band, held-out setups | worst spread |", "|---" * (len(setups) + 4) + "|"]
     for name, cells in table.items():
-        inside = sum(c[0] for c in cells.values())
-        total = sum(c[1] for c in cells.values())
+        parts = []
+        for held in (False, True):
+            part = [c for k, c in cells.items() if (k.split("/")[0] in HELD_OUT) == held]
+            inside, total = sum(c[0] for c in part), sum(c[1] for c in part)
+            parts.append(f"**{inside}/{total}** ({100 * inside / total:.0f} %)" if total else "")
         worst = max(c[2] for c in cells.values())
         rows.append(f"| {name} | " + " | ".join(f"{c[0]}/{c[1]}, ×{c[2]:.1f}" for c in cells.values())
-                    + f" | **{inside}/{total}** ({100 * inside / total:.0f} %) | ×{worst:.1f} |")
+                    + f" | {parts[0]} | {parts[1]} | ×{worst:.1f} |")
     return "\n".join(rows)
 
 

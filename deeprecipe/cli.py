@@ -278,16 +278,17 @@ def _setup_lr_find(p):
     p.add_argument("--method", choices=["range", "short-runs"], default="range",
                    help="range: one range test (--steps); short-runs: rates 1…1e-4 each trained --iterations "
                         "steps from the same start under the schedule's shape, the vertex around the lowest final loss")
-    p.add_argument("--iterations", type=int, default=100, help="steps per candidate rate (short-runs)")
+    p.add_argument("--iterations", type=int, default=None,
+                   help="steps per candidate rate (short-runs); default the configured run's steps, 20…300")
 
 
-@command("lr-find", "learning-rate range test: suggestion and plot", _setup_lr_find)
+@command("lr-find", "a learning rate: range test (default) or short runs, suggestion and plot", _setup_lr_find)
 def cmd_lr_find(args) -> int:
     from pathlib import Path
     from .session import Session
     from .recipe.lr_find import plot_lr_find, run_lr_find
     from .utils import note, write_json
-    if not 0 < args.start_lr < args.end_lr or args.steps < 10 or args.iterations < 10:
+    if not 0 < args.start_lr < args.end_lr or args.steps < 10 or (args.iterations or 10) < 10:
         raise DeepRecipeError("lr-find needs 0 < --start-lr < --end-lr, --steps ≥ 10 and --iterations ≥ 10",
                               "e.g. --start-lr 1e-6 --end-lr 1")
     cfg = config_from_args(args)

@@ -174,6 +174,9 @@ class RecipeConfig(_Section):
     """`deeprecipe recipe`: the budget of each automated step (search.space, when set, replaces the lr range)."""
     overfit_samples: int = Field(50, ge=10, le=100)
     overfit_steps: int = Field(200, ge=1)
+    lr_method: Literal["short-runs", "range"] = Field(
+        "short-runs", description="step 3: short runs of the configured length at rates 1…1e-4 (closer to the best "
+                                  "rate of full runs, docs/recipe.md) or one range test of lr_find_steps (cheaper)")
     lr_find_steps: int = Field(100, ge=10)
     lr_span: float = Field(4.0, gt=1.0, description="coarse lr range: lr-find suggestion ÷/× this")
     weight_decay: tuple[float, float] | None = Field(

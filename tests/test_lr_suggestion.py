@@ -192,3 +192,24 @@ def test_the_stop_rule_starts_at_step_6_and_needs_more_than_diverge_times_the_mi
     assert len(past.lrs) == 7 and past.diverged_at == past.lrs[-1]  # lr 1e-3 is step 3; the rule waits for step 6
     two = run_lr_find(_FakeSession(_FakeTrainer(lambda lr: 1.0)), 1e-3, 1e-1, steps=2)
     assert two.lrs == pytest.approx([1e-3, 1e-1])  # two steps span the whole range
+
+
+def test_stored_calibration_reads_the_same_with_the_current_code():
+    """docs/recipe.md's learning-rate tables come from benchmarks/results/lr_calibration.json: the short-runs
+    suggestions stored there are the current vertex reading of the stored final losses, the stop past the minimum
+    would have tried no further candidate, and every stored range curve gives a reading."""
+    import json
+    from pathlib import Path
+    from deeprecipe.recipe.lr_methods import past_the_minimum, vertex_lr
+    results = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" / "lr_calibration.json").read_text())
+    assert len(results) >= 10
+    for key, r in results.items():
+        lo, hi = r["band"]
+        assert 0 < lo <= hi and str(lo) in map(str, map(float, r["accs"]))
+        for s in r["suggestions"]:
+            runs = s["curves"]["short-runs"]
+            finals = [math.inf if f is None else f for f in runs["finals"]]
+            assert vertex_lr(runs["lrs"], finals) == pytest.approx(s["short-runs"]), key
+            assert runs["lrs"] == sorted(runs["lrs"], reverse=True)
+            assert len(finals) == 9 or past_the_minimum(finals) and not past_the_minimum(finals[:-1]), key
+            assert suggest_lr(s["curves"]["range"]["lrs"], s["curves"]["range"]["smoothed"])[0] is not None

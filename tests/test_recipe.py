@@ -274,6 +274,12 @@ def test_recipe_reduced_runs_all_six_steps(tmp_path, mnist_small_npz):
     assert outcome["steps"][5]["lines"][0] == f"verdict {final['diagnosis']['verdict']}"  # one diagnosis, not two
     # Step 5 trains the chosen settings longer than asked for a plain run: twice --epochs, and says so.
     assert final["epochs_run"] == 4 and "final run: 4 epochs" in " ".join(outcome["steps"][4]["lines"])
+    # Step 3 is the short-runs method, each candidate as long as the configured 2-epoch run.
+    lr_find = json.loads((out / "lr_find.json").read_text())
+    steps_per_epoch = len(Session.create(resolve_config(None, [f"data.spec={mnist_small_npz}", *SMALL_NET]))
+                          .make_trainer(None, show_progress=False).train_loader)
+    assert lr_find["method"] == "short-runs" and max(map(len, lr_find["losses"])) == 2 * steps_per_epoch
+    assert f"short runs of {2 * steps_per_epoch} steps" in outcome["steps"][2]["lines"][0]
 
 
 def test_final_epochs_default_to_twice_train_epochs_unless_set():
@@ -304,7 +310,7 @@ def test_recipe_matches_or_beats_default_train(tmp_path):
 
 
 def test_short_runs_read_the_vertex_around_the_lowest_final_loss():
-    from deeprecipe.recipe.lr_methods import candidate_lrs, final_loss, vertex_lr
+    from deeprecipe.recipe.lr_methods import candidate_lrs, final_loss, past_the_minimum, vertex_lr
     assert candidate_lrs() == pytest.approx([10 ** (-i / 2) for i in range(9)])
     assert final_loss([2.0] * 10 + [1.0] * 10) == pytest.approx(1.0) and final_loss([1.0] * 19 + [math.nan]) == math.inf
     assert final_loss([1.0] * 9) == math.inf  # too short to read
@@ -320,16 +326,21 @@ def test_short_runs_read_the_vertex_around_the_lowest_final_loss():
     assert vertex_lr(lrs, [math.inf] * 4) is None
     # a vertex outside the three points is clamped to them (a flat-bottomed, lopsided fit)
     assert 0.01 <= vertex_lr(lrs, [5.0, 1.0, 1.0000001, 1.2]) <= 1.0
+    # Candidates run from high rates to low: stop once two in a row lost to the one before and to the best.
+    assert past_the_minimum([math.inf, 1.0, 1.2, 1.5]) and past_the_minimum([math.inf, math.inf, 0.9, 1.0, 1.1])
+    assert not past_the_minimum([math.inf, 1.0, 1.2]) and not past_the_minimum([math.inf, 1.2, 1.0, 1.1])
+    assert not past_the_minimum([2.0, 1.5, 1.6, 1.55]) and not past_the_minimum([1.0, 0.5])
 
 
 def test_short_runs_train_each_rate_under_the_schedule_shape(tmp_path, mnist_small_npz, capsys):
     from deeprecipe.recipe.lr_methods import run_short_runs
     constant = Session.create(resolve_config(None, [f"data.spec={mnist_small_npz}", *SMALL_NET, "optim.name=sgd",
                                                     "schedule.name=constant"]))
-    result = run_short_runs(constant, candidates=[1e-1, 1e-3, 1e-5, 30.0], iterations=30)
-    assert result.lrs == [1e-1, 1e-3, 1e-5, 30.0]
+    result = run_short_runs(constant, candidates=[1e-1, 1e-3, 1e-5, 30.0, 1e-6], iterations=30)
+    # Highest first, stopping once two rates in a row lost to the one before (1e-6 is never tried).
+    assert result.lrs == [30.0, 1e-1, 1e-3, 1e-5]
     # From the same start, plain SGD at 1e-5 barely moves and 30 blows up; 0.1 ends lowest.
-    assert result.finals[0] < result.finals[1] < result.finals[2] < result.finals[3]
+    assert result.finals[1] < result.finals[2] < result.finals[3] < result.finals[0]
     assert 1e-3 <= result.suggestion <= 1e-1
     # Under the default one-cycle each run rises to its candidate and anneals far below it within its steps.
     session = Session.create(resolve_config(None, [f"data.spec={mnist_small_npz}", *SMALL_NET, "optim.name=sgd"]))

@@ -1,15 +1,17 @@
 """The lectures' learning-rate method: a few candidate rates, each trained a short while from the same start.
 
-`lr-find --method short-runs`: for each candidate (1 … 1e-4, two per decade by default) a fresh model with the
-same initial weights and the same batches is trained `iterations` steps through `Trainer.train_step` (the step
-every training loop uses), with the configured optimizer and augmentation, and with the configured schedule's
-shape squeezed into those steps at that peak rate: a one-cycle run warms up and anneals within them, as the
-real run will, a constant one stays constant. At a constant rate the highest rates end noisy and lose to lower
-ones they would beat once annealed, which put the first version's picks 3-10x below the best rate of full runs.
-Each candidate scores its final loss (the mean of the last tenth of its steps; a run that turns NaN/inf scores
-+inf). The suggestion is the vertex of a parabola through the best candidate and its two neighbours in log lr
-(clamped between them): a continuous reading, so seeds that rank two neighbours differently still agree
-closely. Costs candidates × iterations steps (900 by default, against the range test's 100).
+`lr-find --method short-runs`, and step 3 of `recipe`: for each candidate (1 … 1e-4, two per decade by
+default, highest first) a fresh model with the same initial weights and the same batches is trained through
+`Trainer.train_step` (the step every training loop uses), with the configured optimizer and augmentation, and
+with the configured schedule's shape squeezed into the short run at that peak rate: a one-cycle run warms up and
+anneals within it, as the real run will, a constant one stays constant. A short run is as long as the configured
+run (its epochs × batches per epoch, clamped to 20…300 steps): a fixed 100 steps read the best rate of LeNet's
+3-epoch run (141 steps) 2-4x low, and ran 3x longer than a 32-step run on a small folder. Each candidate scores
+its final loss (the mean of the last tenth of its steps; a run that turns NaN/inf scores +inf). The suggestion
+is the vertex of a parabola through the best candidate and its two neighbours in log lr (clamped between them):
+a continuous reading, so seeds that rank two neighbours differently still agree closely. Candidates stop once
+two in a row lost to the one before (the loss climbs out of its valley; lower rates only climb further), which
+left every suggestion of the calibration unchanged and tries 5-6 of the 9 rates. Measured in docs/recipe.md.
 """
 from __future__ import annotations
 
@@ -37,6 +39,9 @@ class ShortRunsResult:
     def to_dict(self) -> dict:
         return {"method": "short-runs", "lrs": self.lrs, "finals": [f if math.isfinite(f) else None for f in self.finals],
                 "losses": self.losses, "suggestion": self.suggestion}
+
+
+MIN_ITERATIONS, MAX_ITERATIONS = 20, 300  # short-run length when it follows the configured run
 
 
 def candidate_lrs(high: float = 1.0, low: float = 1e-4, per_decade: int = 2) -> list[float]:
@@ -74,14 +79,32 @@ def _batches(loader):
         yield from loader
 
 
-def run_short_runs(session: Session, candidates: list[float] | None = None, iterations: int = 100) -> ShortRunsResult:
-    """Train every candidate rate `iterations` steps from the same start, under the configured schedule's
-    shape; suggest the vertex around the lowest final loss."""
+def run_steps(session: Session) -> int:
+    """The configured run's length in optimizer steps, clamped to [MIN_ITERATIONS, MAX_ITERATIONS]."""
+    loader = session.make_trainer(None, show_progress=False).train_loader
+    return min(MAX_ITERATIONS, max(MIN_ITERATIONS, len(loader) * session.cfg.train.epochs))
+
+
+def past_the_minimum(finals: list[float], rising: int = 2) -> bool:
+    """True once the last `rising` candidates (tried from high rates to low) each lost to the one before and
+    to the best so far: the loss is climbing out of the valley, lower rates only climb further."""
+    if len(finals) <= rising:
+        return False
+    tail = finals[-rising - 1:]
+    best = min(finals[:-rising])
+    return all(b > a and b > best for a, b in zip(tail, tail[1:]))
+
+
+def run_short_runs(session: Session, candidates: list[float] | None = None, iterations: int | None = None) -> ShortRunsResult:
+    """Train every candidate rate (highest first) `iterations` steps from the same start, under the configured
+    schedule's shape; suggest the vertex around the lowest final loss. `iterations` None: the configured run's
+    own length (clamped, `run_steps`). Stops once the losses climb past their minimum (`past_the_minimum`)."""
     result = ShortRunsResult()
     cfg = session.cfg
+    iterations = iterations or run_steps(session)
     # The schedule's epochs squeezed into `iterations` steps (warm-up and step decay keep their proportions).
     steps_per_epoch = max(1, iterations // max(1, cfg.train.epochs))
-    for lr in track(candidates or candidate_lrs(), "short runs"):
+    for lr in track(sorted(candidates or candidate_lrs(), reverse=True), "short runs"):
         trainer = session.make_trainer(None, show_progress=False)  # seeded: same initial weights, same batches
         trainer.lr_at = lambda step, lr=lr: lr * lr_factor(step, iterations, steps_per_epoch, cfg.schedule)
         trainer.model.train()
@@ -96,6 +119,8 @@ def run_short_runs(session: Session, candidates: list[float] | None = None, iter
         result.lrs.append(lr)
         result.losses.append([v if math.isfinite(v) else None for v in losses])
         result.finals.append(final_loss(losses))
+        if past_the_minimum(result.finals):
+            break
     result.suggestion = vertex_lr(result.lrs, result.finals)
     return result
 

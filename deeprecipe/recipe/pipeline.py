@@ -21,11 +21,12 @@ from ..session import Session, build_model, new_run_dir
 from ..train.diagnose import PROBLEMS
 from ..utils import atomic_write_bytes, atomic_write_text, note, read_jsonl, write_json
 from .lr_find import plot_lr_find, run_lr_find
+from .lr_methods import plot_short_runs, run_short_runs
 from .sanity import Check, check_overfit, run_doctor
 from .search import run_search
 from .space import coarse_space, refine_additions
 
-STEP_NAMES = ["1. initial loss", "2. overfit a small sample", "3. learning-rate range test",
+STEP_NAMES = ["1. initial loss", "2. overfit a small sample", "3. learning rate",
               "4. coarse search", "5. refine and train longer", "6. diagnose the curves"]
 
 
@@ -65,6 +66,8 @@ def step_overfit(session: Session) -> Step:
 
 
 def step_lr_find(session: Session, run_dir: Path) -> tuple[Step, float | None]:
+    if session.cfg.recipe.lr_method == "short-runs":
+        return step_short_runs(session, run_dir)
     result = run_lr_find(session, steps=session.cfg.recipe.lr_find_steps)
     png = plot_lr_find(result, run_dir / "lr_find.png")
     write_json(run_dir / "lr_find.json", result.to_dict())
@@ -74,6 +77,19 @@ def step_lr_find(session: Session, run_dir: Path) -> tuple[Step, float | None]:
     lines = [f"suggested lr {result.suggestion:.3g} (loss minimum at {result.min_loss_lr:.3g}"
              + (f", steepest fall at {result.steepest_lr:.3g}" if result.steepest_lr else "") + ")"]
     return Step(STEP_NAMES[2], "pass", lines, html=pages.img_tag(png, "lr range test")), result.suggestion
+
+
+def step_short_runs(session: Session, run_dir: Path) -> tuple[Step, float | None]:
+    runs = run_short_runs(session)
+    png = plot_short_runs(runs, run_dir / "lr_find.png")
+    write_json(run_dir / "lr_find.json", runs.to_dict())
+    if runs.suggestion is None:
+        return Step(STEP_NAMES[2], "fail", ["every candidate rate diverged in its short run"],
+                    ["check the data and model with `deeprecipe doctor`", "set regularize.clip_norm=1"]), None
+    steps = max(len(losses) for losses in runs.losses)  # a diverged candidate stops early
+    lines = [f"suggested lr {runs.suggestion:.3g} (short runs of {steps} steps at {len(runs.lrs)} rates "
+             f"{max(runs.lrs):.2g}…{min(runs.lrs):.2g}, lowest final loss {min(runs.finals):.3g})"]
+    return Step(STEP_NAMES[2], "pass", lines, html=pages.img_tag(png, "short runs")), runs.suggestion
 
 
 def search_config(cfg: Config, suggestion: float) -> Config:
