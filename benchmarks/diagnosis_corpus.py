@@ -1,7 +1,7 @@
 """Regenerate the diagnosis corpus: real training runs made with known causes, kept as small JSON histories.
 
     nice python -m benchmarks.diagnosis_corpus [--out tests/data/diagnosis_corpus] [--part tune|heldout|all]
-                                               [--only CAUSE,...] [--jobs 1]
+                                               [--only SCENARIO,...] [--setups SETUP,...] [--jobs 1]
 
 Each run trains a tiny model (MLP, LeNet-5, a narrow convnet) for a few epochs on one thread, on the built-in
 MNIST subset, the built-in 8×8 digits, or crops of the real RGB photos that scikit-image and scikit-learn
@@ -11,16 +11,21 @@ no regularisation on tiny data for many epochs, 30 % of the labels flipped — a
 under one-cycle, cosine, step and constant schedules, and one-cycle with label smoothing 0.1. Every run lands in OUT/PART/NAME.json with its
 per-epoch metrics and what made it (cause, data set, split sizes, schedule, class count, seed).
 
-The "tune" part (seeds 0-4) is what the diagnosis rules were chosen on; it holds both split-size sets, the
-"tune" sizes (seeds 0-1) and the "heldout" sizes (seeds 2-4, made as a held-back part and moved in when the rules
-were next revised). "heldout" (seeds 5-7, "heldout" sizes) was only scored once the rules were fixed
-(tests/test_diagnosis_corpus.py checks both).
+Three split-size sets ("tune", "heldout", "heldout2": other images per class and validation fractions, each
+spanning ~20 to 1,000 validation images) and seeds 0-10 make the parts. The "tune" folder (seeds 0-1 with the
+"tune" sizes, seeds 2-7 with the "heldout" sizes) is what the diagnosis rules were chosen on; seeds 2-4 and then
+5-7 were each a held-back part once, scored once with the rules of their day, and moved into "tune" when the
+rules were next revised. The "heldout" folder (seeds 8-10, "heldout2" sizes) was trained into a folder outside
+the corpus before the current rules were revised, and scored once after they were fixed (docs/recipe.md,
+tests/test_diagnosis_corpus.py). A record's "part" names the split-size set it was made with.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
+from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +90,10 @@ def data_spec(kind: str, per_class: int, label_noise: float, seed: int) -> str:
             x, y, classes = builtin_subset("mnist5k" if kind == "mnist" else "digits", per_class)
         if label_noise:
             y = noisy(y, len(classes), label_noise, seed)
-        np.savez(path, x=x, y=y, classes=np.asarray(classes))
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:  # written whole, then renamed: parallel runs never read half a file
+            np.savez(f, x=x, y=y, classes=np.asarray(classes))
+        os.replace(tmp, path)
     return f"npz:{path}"
 
 
@@ -93,31 +101,39 @@ def data_spec(kind: str, per_class: int, label_noise: float, seed: int) -> str:
 # Data set × model with a tuned base (optimizer, lr, epochs); checked by the healthy runs' accuracy.
 # "tune" and "heldout" differ in split sizes (and seeds, below).
 DATASETS = {
-    "mnist-mlp": dict(kind="mnist", per_class={"tune": 500, "heldout": 300}, val={"tune": 0.2, "heldout": 0.15},
+    "mnist-mlp": dict(kind="mnist", per_class={"tune": 500, "heldout": 300, "heldout2": 400, "heldout3": 250},
+                      val={"tune": 0.2, "heldout": 0.15, "heldout2": 0.25, "heldout3": 0.3},
                       model=["model.name=mlp", "model.width=128"], big=["model.name=mlp", "model.width=512"],
                       small=["model.name=mlp", "model.width=3", "model.depth=1"],
                       optim=["optim.name=adamw", "optim.lr=2e-3"], epochs=8, batch=64),
-    "mnist-lenet": dict(kind="mnist", per_class={"tune": 100, "heldout": 80}, val={"tune": 0.25, "heldout": 0.2},
+    "mnist-lenet": dict(kind="mnist", per_class={"tune": 100, "heldout": 80, "heldout2": 60, "heldout3": 120},
+                        val={"tune": 0.25, "heldout": 0.2, "heldout2": 0.3, "heldout3": 0.15},
                         model=["model.name=lenet5"], big=["model.name=lenet5"],
                         small=["model.name=mlp", "model.width=2", "model.depth=1"],
                         optim=["optim.name=sgd", "optim.lr=0.05", "optim.momentum=0.9"], epochs=12, batch=32),
-    "digits-mlp": dict(kind="digits", per_class={"tune": 0, "heldout": 0}, val={"tune": 0.1, "heldout": 0.25},
+    "digits-mlp": dict(kind="digits", per_class={"tune": 0, "heldout": 0, "heldout2": 150, "heldout3": 100},
+                       val={"tune": 0.1, "heldout": 0.25, "heldout2": 0.2, "heldout3": 0.3},
                        model=["model.name=mlp", "model.width=128"], big=["model.name=mlp", "model.width=512"],
                        small=["model.name=mlp", "model.width=3", "model.depth=1"],
                        optim=["optim.name=adamw", "optim.lr=3e-3"], epochs=10, batch=32,
                        augment=["data.augment=[]"]),  # a 2-pixel shift is a quarter of an 8×8 digit
-    "photos-convnet": dict(kind="photos", per_class={"tune": 35, "heldout": 60}, val={"tune": 0.1, "heldout": 0.15},
+    "photos-convnet": dict(kind="photos", per_class={"tune": 35, "heldout": 60, "heldout2": 40, "heldout3": 30},
+                           val={"tune": 0.1, "heldout": 0.15, "heldout2": 0.1, "heldout3": 0.15},
                            model=["model.name=convnet", "model.widths=[16,32]", "model.convs=1"],
                            big=["model.name=mlp", "model.width=512"],  # batch-normed convnets did not overfit the crops
                            small=["model.name=mlp", "model.width=2", "model.depth=1"],
                            optim=["optim.name=adamw", "optim.lr=3e-3"], epochs=12, batch=16),
-    "photos-large": dict(kind="photos", per_class={"tune": 120, "heldout": 90}, val={"tune": 0.25, "heldout": 0.3},
+    "photos-large": dict(kind="photos", per_class={"tune": 120, "heldout": 90, "heldout2": 150, "heldout3": 100},
+                         val={"tune": 0.25, "heldout": 0.3, "heldout2": 0.2, "heldout3": 0.25},
                          model=["model.name=convnet", "model.widths=[16,32]", "model.convs=1"],
                          big=["model.name=mlp", "model.width=512"],  # batch-normed convnets did not overfit the crops
                          small=["model.name=mlp", "model.width=2", "model.depth=1"],
                          optim=["optim.name=sgd", "optim.lr=0.03", "optim.momentum=0.9"], epochs=10, batch=32),
 }
-SEEDS = {"tune": [0, 1, 2, 3, 4], "heldout": [5, 6, 7]}  # seeds 2-4 were held back once; their runs (made with the "heldout" split sizes) now tune
+# Folder → (split-size set, seeds). A held-back part, once scored, moves into "tune" with its sizes and seeds,
+# and a new one (new seeds, new sizes) is made before the rules are next revised.
+PARTS = {"tune": [("tune", [0, 1]), ("heldout", [2, 3, 4, 5, 6, 7])],
+         "heldout": [("heldout2", [8, 9, 10]), ("heldout3", [11, 12, 13])]}
 SCHEDULES = ["onecycle", "cosine", "step", "constant"]
 
 
@@ -165,20 +181,22 @@ def scenarios(setup: dict, seed: int) -> dict[str, tuple[str, list[str], float]]
     return out
 
 
-def run_one(name: str, setup_name: str, part: str, seed: int, out_dir: Path) -> None:
+def run_one(name: str, setup_name: str, sizes: str, seed: int, out_dir: Path) -> None:
+    """Train one run of the corpus into out_dir/NAME.json (skipped when that file exists)."""
     from deeprecipe.api import Session
     from deeprecipe.config import resolve_config
 
+    torch.set_num_threads(1)
     setup = DATASETS[setup_name]
     cause, overrides, noise = scenarios(setup, seed)[name]
-    per_class = setup["per_class"][part]
-    val_fraction = setup["val"][part]
+    per_class = setup["per_class"][sizes]
+    val_fraction = setup["val"][sizes]
     if "tiny" in overrides:  # tiny training data: a fifth of the images, half of them held out for validation
         overrides = [o for o in overrides if o != "tiny"]
         per_class, val_fraction = max(24, (per_class or 175) // 5), 0.5
     spec_kind = setup["kind"]
     spec = data_spec(spec_kind, per_class, noise, seed)
-    target = out_dir / part / f"{setup_name}__{name}__s{seed}.json"
+    target = out_dir / f"{setup_name}__{name}__s{seed}.json"
     if target.is_file():
         return
     cfg = resolve_config(None, [f"data.spec={spec}", f"data.val_fraction={val_fraction}",
@@ -193,7 +211,7 @@ def run_one(name: str, setup_name: str, part: str, seed: int, out_dir: Path) -> 
     except Exception as err:  # a diverged run is part of the corpus: its history up to the NaN
         history, diverged = trainer.state.history, str(err).splitlines()[0]
     record = {
-        "cause": cause, "scenario": name, "setup": setup_name, "part": part, "seed": seed,
+        "cause": cause, "scenario": name, "setup": setup_name, "part": sizes, "seed": seed,  # part: the split sizes
         "data": spec_kind, "per_class": per_class, "label_noise": noise,
         "num_classes": len(session.data.classes), "sizes": session.data.sizes(),
         "model": cfg.model.name, "optimizer": cfg.optim.name, "lr": cfg.optim.lr,
@@ -209,23 +227,33 @@ def run_one(name: str, setup_name: str, part: str, seed: int, out_dir: Path) -> 
           f"({record['seconds']}s)", flush=True)
 
 
+def _run(task: tuple) -> None:
+    run_one(*task)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--part", choices=["tune", "heldout", "all"], default="all")
     p.add_argument("--only", default="", help="comma-separated scenario names")
     p.add_argument("--setups", default="", help="comma-separated setup names")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once (one thread each)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    parts = ["tune", "heldout"] if args.part == "all" else [args.part]
+    folders = list(PARTS) if args.part == "all" else [args.part]
     only = set(filter(None, args.only.split(",")))
     setups = [s for s in DATASETS if not args.setups or s in args.setups.split(",")]
-    for part in parts:
-        for seed in SEEDS[part]:
-            for setup_name in setups:
-                for name in scenarios(DATASETS[setup_name], seed):
-                    if not only or name in only:
-                        run_one(name, setup_name, part, seed, args.out)
+    tasks = [(name, setup_name, sizes, seed, args.out / folder)
+             for folder in folders for sizes, seeds in PARTS[folder] for seed in seeds
+             for setup_name in setups for name in scenarios(DATASETS[setup_name], seed)
+             if not only or name in only]
+    if args.jobs <= 1:
+        for task in tasks:
+            _run(task)
+        return
+    with Pool(args.jobs, maxtasksperchild=1) as pool:  # a fresh process per run: no state carried between runs
+        for _ in pool.imap_unordered(_run, tasks):
+            pass
 
 
 if __name__ == "__main__":

@@ -589,3 +589,66 @@ def test_repeated_rises_yield_to_overfitting_and_to_harder_evidence():
     # a severe recovered jump is the evidence then; the rises are not added to it
     r = diagnose(_rows([1.5, 0.5, 1.2, 0.4, 0.6, 0.2], [0.5, 0.85, 0.6, 0.9, 0.88, 0.97]), 10)
     assert r["verdict"] == "unstable" and not any("rose in" in e for e in r["evidence"])
+
+
+# ------------------------------------------------------------------------------------------ rules chosen on seeds 0-7
+def _memorised(val_loss, train_acc_end=1.0):
+    n = len(val_loss)
+    train_loss = [1.0 * 0.5 ** i for i in range(n)]
+    train_acc = [min(train_acc_end, 0.8 + 0.05 * i) for i in range(n)]
+    return _rows(train_loss, train_acc, val_loss, [0.985] * n)
+
+
+def test_a_memorised_training_set_with_a_val_loss_that_stays_up_is_overfitting():
+    # 175 images at 98.5 %: no accuracy gap beyond the interval; the val loss bottomed at epoch 3 and stayed up.
+    up = [0.5, 0.3, 0.2, 0.21, 0.22, 0.23, 0.24, 0.25, 0.25, 0.26, 0.27, 0.27]
+    r = diagnose(_memorised(up), 10, 175)
+    assert r["verdict"] == "overfitting", r
+    assert r["evidence"][-1] == ("val_loss bottomed at 0.2000 (epoch 3) and stayed 30%+ above it over the last 3 epochs "
+                                 "(now 0.2700) while train_acc reached 1.000: the model memorises its training images; "
+                                 "early stopping would keep epoch 3")
+    # the same curves with one epoch of the last quarter back within 10 % of the minimum: no lasting turn
+    assert diagnose(_memorised(up[:-2] + [0.215, 0.27]), 10, 175)["verdict"] != "overfitting"
+    # a training set not memorised (99 %), or a minimum in the second half, or a run under 8 epochs: not this rule
+    assert diagnose(_memorised(up, train_acc_end=0.99), 10, 175)["verdict"] != "overfitting"
+    late = [0.5, 0.4, 0.35, 0.3, 0.28, 0.26, 0.25, 0.2, 0.23, 0.23, 0.24, 0.24]
+    assert diagnose(_memorised(late), 10, 175)["verdict"] != "overfitting"
+    assert diagnose(_memorised(up[:7]), 10, 175)["verdict"] != "overfitting"
+
+
+def test_without_a_turn_a_gap_must_be_material():
+    # val_loss 2 × the training loss, train_acc 0.975 against 0.919 on 160 images: beyond the interval, 5.6 points
+    n = 6
+    rows = _rows([1.0, 0.5, 0.3, 0.2, 0.17, 0.16], [0.7, 0.9, 0.95, 0.97, 0.975, 0.975],
+                 [0.9, 0.45, 0.35, 0.33, 0.325, 0.32], [0.7, 0.85, 0.9, 0.91, 0.919, 0.919], [0.1] * n)
+    assert wilson(0.919, 160)[1] < 0.975 - 0.02
+    assert diagnose(rows, 10, 160)["verdict"] != "overfitting"
+    # 8.5 points apart is material
+    rows[-1]["val_acc"] = 0.89
+    assert diagnose(rows, 10, 160)["verdict"] == "overfitting"
+
+
+def test_a_loss_thrown_above_ln_c_in_epoch_1_then_a_stalled_run_is_a_rate_too_high():
+    stalled = [0.4, 0.6, 0.7, 0.75, 0.78, 0.8]
+    r = diagnose(_rows([3.0, 1.2, 1.0, 0.95, 0.9, 0.88], stalled), 10)
+    assert r["verdict"] == "unstable", r
+    assert r["evidence"][0].startswith(f"epoch 1's mean train_loss 3.000 is above ln(C) = {LN10:.3f}")
+    assert "set optim.lr lower" in r["advice"][0]
+    # a slow start (epoch 2 above two thirds of epoch 1) is a rate too low or a model too small
+    assert diagnose(_rows([2.4, 2.0, 1.5, 1.2, 1.1, 1.05], stalled), 10)["verdict"] != "unstable"
+    # epoch 1 at ln C or below, or a run that fitted its training data (skill 0.9: 0.91 for 10 classes): not this rule
+    assert diagnose(_rows([2.3, 1.2, 1.0, 0.95, 0.9, 0.88], stalled), 10)["verdict"] != "unstable"
+    fitted = diagnose(_rows([3.0, 1.2, 1.0, 0.95, 0.9, 0.3], stalled[:-1] + [0.91]), 10)
+    assert not any("epoch 1's mean" in e for e in fitted["evidence"])
+
+
+def test_a_bounce_back_to_an_earlier_low_is_not_still_falling():
+    # A constant-rate run: val loss 0.169 at epoch 3, thrown up, back to 0.166 (-35 % on the epoch before, -2 % on
+    # the earlier low). Measured from the earlier low it is no trend; a fall of > 10 % (and 1 % of ln C) below it is.
+    train_loss, train_acc = [1.0, 0.6, 0.45, 0.4, 0.38, 0.36], [0.7, 0.85, 0.9, 0.91, 0.92, 0.93]
+    val_acc = [0.8, 0.88, 0.93, 0.9, 0.92, 0.935]
+    bounce = diagnose(_rows(train_loss, train_acc, [0.5, 0.3, 0.169, 0.426, 0.256, 0.166], val_acc), 10, 5000)
+    assert bounce["verdict"] != "not converged", bounce
+    falling = diagnose(_rows(train_loss, train_acc, [0.5, 0.3, 0.169, 0.426, 0.256, 0.140], val_acc), 10, 5000)
+    assert falling["verdict"] == "not converged"
+    assert "val_loss still falling 0.1690 → 0.1400 in the last epoch (from its lowest before)" in falling["evidence"]

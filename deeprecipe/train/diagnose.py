@@ -35,12 +35,16 @@ UNDERFIT_LOSS = 0.40      # a final train loss above this fraction of ln(C) is a
 NOISY_SKILL = 0.80        # overfitting that began while train accuracy was below this skill may be wrong labels
 GAP_MIN = 0.02            # train accuracy this far above the val interval's upper end is a generalisation gap
 VAL_RISE = 0.10           # val_loss this far above its minimum (relative, and JUMP_ABS absolute) has turned
-LOSS_RATIO = 1.8          # val_loss / train_loss beyond this, with a gap, is overfitting
+LOSS_RATIO = 1.8          # val_loss / train_loss beyond this, with a gap, is overfitting ...
+GAP_MATERIAL = 0.08       # ... and train_acc - val_acc is this large: without a val-loss turn, a few points is ordinary
+MEMORISED = 0.995         # train accuracy at which the model fits (nearly) every training image
 STILL_FALLING = 0.03      # relative val/train loss fall in the last epoch that means "train longer"
 BLOWUP_LOSS = 7.0         # 1.5 × ln(100): above what an untrained model of up to 100 classes scores
 RISE_REL, RISE_ABS = 0.10, 0.05  # an epoch-mean train-loss rise of 10 % and 5 % of ln(C): the steps threw it back
 RISES = 2                 # ... in this many epochs of one run is a rate too high, even when each one recovered
 AT_LN_C = 0.98            # a final train loss at this fraction of ln(C) or above predicts no better than uniform
+SETTLED = 2 / 3           # epoch 2's mean train loss under this fraction of epoch 1's: a loss that came down from a high
+FITTED_SKILL = 0.90       # train accuracy this far from chance to 100 % fits the training data
 
 ADVICE = {
     "unstable": ["set optim.lr lower (try 3–10× lower, or run `deeprecipe lr-find`)",
@@ -236,6 +240,24 @@ def _rises(run: _Run) -> list[str]:
             f"{where}; the steps keep throwing the model back"]
 
 
+def _early_blowup(run: _Run) -> list[str]:
+    """Evidence of first steps too large in a run that then stalled far from fitting its training data.
+
+    Epoch 1's mean training loss above ln(C) (worse than an untrained model), then epoch 2's under two thirds of
+    it: the loss went up before it came down. A rate too low or a model too small starts near ln(C) and comes down
+    slowly (epoch 2 close to epoch 1); a run that went on to fit its training data recovered from it.
+    """
+    raw = run.raw_train_loss
+    if len(raw) < 3 or not run.train_acc[-1] or _skill(run.train_acc[-1], run.num_classes) >= FITTED_SKILL:
+        return []
+    if not (raw[0] > 1.02 * run.ln_c and raw[1] < SETTLED * raw[0]):
+        return []
+    return [f"epoch 1's mean train_loss {raw[0]:.3f} is above ln(C) = {run.ln_c:.3f} (what an untrained model "
+            f"scores) and epoch 2's is {raw[1]:.3f}: the loss was thrown up before it came down, and the run stalled "
+            f"at train_acc {run.train_acc[-1]:.3f}, under {FITTED_SKILL:.0%} of the way from chance to 100 %: "
+            "steps too large at the start, not a model too small"]
+
+
 def _result(verdict: str, evidence: list[str], run: _Run | None = None, extra: list[str] | None = None) -> dict:
     context = {} if run is None else {"num_classes": run.num_classes, "val_images": run.n_val, "schedule": run.schedule,
                                       "label_smoothing": run.label_smoothing}
@@ -278,7 +300,7 @@ def diagnose(history: list[dict], num_classes: int | None = None, val_images: in
     run = _Run(history, num_classes, val_images, schedule, label_smoothing)
     unstable, notes, severe = _instability(run)
     if not unstable and not severe:
-        severe = _rises(run)
+        severe = _rises(run) or _early_blowup(run)
     if unstable:
         return _result("unstable", unstable + severe + notes, run)
     result = _judge(run, notes)
@@ -288,6 +310,24 @@ def diagnose(history: list[dict], num_classes: int | None = None, val_images: in
         return _result("unstable", severe + notes, run)
     result["evidence"] += severe
     return result
+
+
+def _memorising(run: _Run, best_epoch: int) -> str:
+    """Evidence of a model that fits every training image while its val loss climbs for good ('' if not).
+
+    Validation accuracy can hold while the model grows ever surer of its wrong answers: a val loss that bottomed
+    in the first half of the run and stayed > 10 % above that minimum through the last quarter is a trend (no
+    one-epoch blip), and with the training set memorised it is overfitting, whatever the accuracy gap.
+    """
+    vals, last = run.val_loss, len(run.val_loss) - 1
+    tail = vals[last - max(2, len(vals) // 4) + 1:]
+    if (len(vals) < 8 or run.train_acc[last] < MEMORISED or best_epoch > last // 2
+            or min(tail) <= vals[best_epoch] * (1 + VAL_RISE)):
+        return ""
+    return (f"val_loss bottomed at {vals[best_epoch]:.4f} (epoch {run.epoch(best_epoch)}) and stayed "
+            f"{min(tail) / vals[best_epoch] - 1:.0%}+ above it over the last {len(tail)} epochs (now {vals[-1]:.4f}) "
+            f"while train_acc reached {run.train_acc[last]:.3f}: the model memorises its training images; "
+            f"early stopping would keep epoch {run.epoch(best_epoch)}")
 
 
 def _judge(run: _Run, notes: list[str]) -> dict:
@@ -337,8 +377,13 @@ def _judge(run: _Run, notes: list[str]) -> dict:
     ratio = vals[-1] / max(train_loss, 1e-12)
     gap = train_acc - hi
     wide = bool(run.n_val) and hi - lo > WIDE_INTERVAL
+    apart = ratio > LOSS_RATIO and train_acc - run.val_acc[last] >= GAP_MATERIAL
+    memorising = _memorising(run, best_epoch)
+    if memorising:
+        evidence.append(memorising)
+        return _result("overfitting", evidence, run)
     # On a wide interval a gap must also be large next to the interval itself before it means anything.
-    if gap > GAP_MIN and (turned or ratio > LOSS_RATIO) and not (wide and gap < (hi - lo) / 2):
+    if gap > GAP_MIN and (turned or apart) and not (wide and gap < (hi - lo) / 2):
         evidence.append(f"train/val accuracy gap: train_acc {train_acc:.3f} is {gap:.3f} above the upper end of "
                         "val_acc's interval")
         if turned:
@@ -354,9 +399,12 @@ def _judge(run: _Run, notes: list[str]) -> dict:
         return _result("overfitting", evidence, run)
     gaining = _significant_gain(run)
     # Still falling means a trend: the last epoch is the lowest so far (not a bounce back from a bad epoch).
+    # The fall is measured from the lowest earlier epoch: a bounce back to an earlier low is no trend.
     trend = best_epoch == last and train_acc < 0.995
-    if trend and (_still_falling(vals, run.ln_c, fast=True) or (_still_falling(vals, run.ln_c) and gaining)):
-        evidence.append(f"val_loss still falling {vals[-2]:.4f} → {vals[-1]:.4f} in the last epoch")
+    below = [min(vals[:-1]), vals[-1]]
+    if trend and (_still_falling(below, run.ln_c, fast=True) or (_still_falling(below, run.ln_c) and gaining)):
+        evidence.append(f"val_loss still falling {below[0]:.4f} → {vals[-1]:.4f} in the last epoch"
+                        + ("" if below[0] == vals[-2] else " (from its lowest before)"))
         if gaining:
             evidence.append(gaining)
         return _result("not converged", evidence, run)
