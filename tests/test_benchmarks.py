@@ -69,6 +69,15 @@ def test_early_accuracy_table_scores_the_worst_seed_in_default_epochs():
     assert rows["never"][3:5] == ["1.00", "never"]
 
 
+def test_early_accuracy_screen_stops_after_n_epochs_of_the_full_schedule():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.early_accuracy import run_candidate
+    run = run_candidate(["train.epochs=3", "model.widths=[8,16,32]"], seed=0, threads=1, data="builtin:digits",
+                        stop_after=1)
+    assert run["epochs"] == 3 and [h["epoch"] for h in run["history"]] == [1]  # stopped early, schedule unchanged
+    assert 0.1 < run["history"][0]["test_acc"] <= 1.0 and run["history"][0]["seconds"] > 0
+
+
 def test_fastai_style_schedule_follows_fit_one_cycle():
     sys.path.insert(0, str(ROOT))
     import torch
