@@ -247,6 +247,9 @@ def main(argv: list[str] | None = None) -> None:
              for folder in folders for sizes, seeds in PARTS[folder] for seed in seeds
              for setup_name in setups for name in scenarios(DATASETS[setup_name], seed)
              if not only or name in only]
+    # Runs already there are skipped here, not in a worker: a fresh process per task costs seconds of imports.
+    tasks = [t for t in tasks if not (t[4] / f"{t[1]}__{t[0]}__s{t[3]}.json").is_file()]
+    print(f"{len(tasks)} runs to train", flush=True)
     if args.jobs <= 1:
         for task in tasks:
             _run(task)
