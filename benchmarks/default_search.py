@@ -88,13 +88,18 @@ def table(rows: list[dict], flops: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_search_arguments(ap: argparse.ArgumentParser, candidates: dict[str, list[str]]) -> None:
+    """The options every candidate search shares (this one and benchmarks/early_accuracy.py)."""
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--only", nargs="+", choices=sorted(CANDIDATES))
+    ap.add_argument("--only", nargs="+", choices=sorted(candidates))
     ap.add_argument("--data", default="builtin:mnist5k")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_search_arguments(ap, CANDIDATES)
     args = ap.parse_args(argv)
     names = args.only or list(CANDIDATES)
     flops = {n: train_flops_per_image(CANDIDATES[n], args.data) for n in names}

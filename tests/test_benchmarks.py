@@ -55,6 +55,29 @@ def test_seconds_to_reach_takes_first_epoch_at_target():
     assert seconds_to_reach(history, 0.995) is None
 
 
+def test_early_accuracy_table_scores_the_worst_seed_in_default_epochs():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.early_accuracy import table
+
+    def run(*accs):
+        return {"history": [{"epoch": i + 1, "test_acc": a} for i, a in enumerate(accs)]}
+    # a candidate whose epoch costs half a default epoch: seed 1 reaches 0.959 only in its 3rd epoch
+    results = {"cheap": {"epoch_cost": 0.5, "runs": [run(0.96, 0.97, 0.98), run(0.90, 0.95, 0.976)]},
+               "never": {"epoch_cost": 1.0, "runs": [run(0.96, 0.97)]}}
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in table(results).splitlines()[2:]}
+    assert rows["cheap"][3:6] == ["1.50", "1.50", "0.976 |"]  # worst seed: epoch 3 × 0.5 for both targets
+    assert rows["never"][3:5] == ["1.00", "never"]
+
+
+def test_early_accuracy_screen_stops_after_n_epochs_of_the_full_schedule():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.early_accuracy import run_candidate
+    run = run_candidate(["train.epochs=3", "model.widths=[8,16,32]"], seed=0, threads=1, data="builtin:digits",
+                        stop_after=1)
+    assert run["epochs"] == 3 and [h["epoch"] for h in run["history"]] == [1]  # stopped early, schedule unchanged
+    assert 0.1 < run["history"][0]["test_acc"] <= 1.0 and run["history"][0]["seconds"] > 0
+
+
 def test_fastai_style_schedule_follows_fit_one_cycle():
     sys.path.insert(0, str(ROOT))
     import torch
