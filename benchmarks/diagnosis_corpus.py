@@ -11,13 +11,14 @@ no regularisation on tiny data for many epochs, 30 % of the labels flipped — a
 under one-cycle, cosine, step and constant schedules, and one-cycle with label smoothing 0.1. Every run lands in OUT/PART/NAME.json with its
 per-epoch metrics and what made it (cause, data set, split sizes, schedule, class count, seed).
 
-Three split-size sets ("tune", "heldout", "heldout2": other images per class and validation fractions, each
-spanning ~20 to 1,000 validation images) and seeds 0-10 make the parts. The "tune" folder (seeds 0-1 with the
-"tune" sizes, seeds 2-7 with the "heldout" sizes) is what the diagnosis rules were chosen on; seeds 2-4 and then
-5-7 were each a held-back part once, scored once with the rules of their day, and moved into "tune" when the
-rules were next revised. The "heldout" folder (seeds 8-10, "heldout2" sizes) was trained into a folder outside
-the corpus before the current rules were revised, and scored once after they were fixed (docs/recipe.md,
-tests/test_diagnosis_corpus.py). A record's "part" names the split-size set it was made with.
+Four split-size sets ("tune", "heldout", "heldout2", "heldout3": other images per class and validation
+fractions, each spanning ~20 to 1,000 validation images) and seeds 0-13 make the parts. The "tune" folder (seeds
+0-1 with the "tune" sizes, seeds 2-7 with the "heldout" sizes) is what the diagnosis rules were chosen on; seeds
+2-4 and then 5-7 were each a held-back part once, scored once with the rules of their day, and moved into "tune"
+when the rules were next revised. The "heldout" folder holds seeds 8-10 ("heldout2" sizes, trained into a folder
+outside the corpus before the current rules were revised) and seeds 11-13 ("heldout3" sizes, trained after they
+were fixed); it was scored once with the rules fixed (docs/recipe.md, tests/test_diagnosis_corpus.py). A record's
+"part" names the split-size set it was made with.
 """
 from __future__ import annotations
 
