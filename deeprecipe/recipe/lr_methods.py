@@ -79,10 +79,10 @@ def _batches(loader):
         yield from loader
 
 
-def run_steps(session: Session) -> int:
-    """The configured run's length in optimizer steps, clamped to [MIN_ITERATIONS, MAX_ITERATIONS]."""
-    loader = session.make_trainer(None, show_progress=False).train_loader
-    return min(MAX_ITERATIONS, max(MIN_ITERATIONS, len(loader) * session.cfg.train.epochs))
+def run_steps(trainer, epochs: int) -> int:
+    """The configured run's length in optimizer steps (its loader's batches × epochs), clamped to
+    [MIN_ITERATIONS, MAX_ITERATIONS]."""
+    return min(MAX_ITERATIONS, max(MIN_ITERATIONS, len(trainer.train_loader) * epochs))
 
 
 def past_the_minimum(finals: list[float], rising: int = 2) -> bool:
@@ -101,11 +101,12 @@ def run_short_runs(session: Session, candidates: list[float] | None = None, iter
     own length (clamped, `run_steps`). Stops once the losses climb past their minimum (`past_the_minimum`)."""
     result = ShortRunsResult()
     cfg = session.cfg
-    iterations = iterations or run_steps(session)
-    # The schedule's epochs squeezed into `iterations` steps (warm-up and step decay keep their proportions).
-    steps_per_epoch = max(1, iterations // max(1, cfg.train.epochs))
     for lr in track(sorted(candidates or candidate_lrs(), reverse=True), "short runs"):
         trainer = session.make_trainer(None, show_progress=False)  # seeded: same initial weights, same batches
+        # The length comes from the first candidate's own loader (no extra trainer built just to count batches);
+        # the schedule's epochs are squeezed into it (warm-up and step decay keep their proportions).
+        iterations = iterations or run_steps(trainer, cfg.train.epochs)
+        steps_per_epoch = max(1, iterations // max(1, cfg.train.epochs))
         trainer.lr_at = lambda step, lr=lr: lr * lr_factor(step, iterations, steps_per_epoch, cfg.schedule)
         trainer.model.train()
         batches, losses = _batches(trainer.train_loader), []
