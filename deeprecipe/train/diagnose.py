@@ -43,6 +43,7 @@ BLOWUP_LOSS = 7.0         # 1.5 × ln(100): above what an untrained model of up 
 RISE_REL, RISE_ABS = 0.10, 0.05  # an epoch-mean train-loss rise of 10 % and 5 % of ln(C): the steps threw it back
 RISES = 2                 # ... in this many epochs of one run is a rate too high, even when each one recovered
 AT_LN_C = 0.98            # a final train loss at this fraction of ln(C) or above predicts no better than uniform
+ABOVE_LN_C = 1.02         # a train loss above this multiple of ln(C) is worse than an untrained model's
 SETTLED = 2 / 3           # epoch 2's mean train loss under this fraction of epoch 1's: a loss that came down from a high
 FITTED_SKILL = 0.90       # train accuracy this far from chance to 100 % fits the training data
 
@@ -161,7 +162,7 @@ def _instability(run: _Run) -> tuple[list[str], list[str], list[str]]:
                      f"start; the run then fitted its training data (final {train[-1]:.3f})")
     # Steps that push the loss above an untrained model's, in a run that never gets well below it, are too large
     # (a too-small model or a too-low rate leaves the loss near ln(C) too, but never above it).
-    above = [i for i in range(1, len(train)) if train[i] > run.ln_c * 1.02 and train[i] > train[0]]
+    above = [i for i in range(1, len(train)) if train[i] > ABOVE_LN_C * run.ln_c and train[i] > train[0]]
     if above and train[-1] > 0.95 * run.ln_c:
         i = above[0]
         evidence.append(f"train_loss {train[i]:.3f} at epoch {run.epoch(i)} {run.phase(i)} is above ln(C) = "
@@ -216,7 +217,7 @@ def _back_at_chance(run: _Run) -> list[str]:
         return []
     # Epoch 1's mean is the initialisation's (as above), and a loss falling towards ln(C) from above it is a model
     # learning slowly: what counts is an epoch whose loss rose, to above what an untrained model scores.
-    rose = [i for i in range(1, len(raw)) if raw[i] > raw[i - 1] and raw[i] > run.ln_c * 1.02]
+    rose = [i for i in range(1, len(raw)) if raw[i] > raw[i - 1] and raw[i] > ABOVE_LN_C * run.ln_c]
     if raw[-1] < AT_LN_C * run.ln_c or not rose:
         return []
     worst = max(rose, key=raw.__getitem__)
@@ -250,7 +251,7 @@ def _early_blowup(run: _Run) -> list[str]:
     raw = run.raw_train_loss
     if len(raw) < 3 or not run.train_acc[-1] or _skill(run.train_acc[-1], run.num_classes) >= FITTED_SKILL:
         return []
-    if not (raw[0] > 1.02 * run.ln_c and raw[1] < SETTLED * raw[0]):
+    if not (raw[0] > ABOVE_LN_C * run.ln_c and raw[1] < SETTLED * raw[0]):
         return []
     return [f"epoch 1's mean train_loss {raw[0]:.3f} is above ln(C) = {run.ln_c:.3f} (what an untrained model "
             f"scores) and epoch 2's is {raw[1]:.3f}: the loss was thrown up before it came down, and the run stalled "
