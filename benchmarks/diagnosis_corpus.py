@@ -11,14 +11,14 @@ no regularisation on tiny data for many epochs, 30 % of the labels flipped — a
 under one-cycle, cosine, step and constant schedules, and one-cycle with label smoothing 0.1. Every run lands in OUT/PART/NAME.json with its
 per-epoch metrics and what made it (cause, data set, split sizes, schedule, class count, seed).
 
-Four split-size sets ("tune", "heldout", "heldout2", "heldout3": other images per class and validation
-fractions, each spanning ~20 to 1,000 validation images) and seeds 0-13 make the parts. The "tune" folder (seeds
-0-1 with the "tune" sizes, seeds 2-7 with the "heldout" sizes) is what the diagnosis rules were chosen on; seeds
-2-4 and then 5-7 were each a held-back part once, scored once with the rules of their day, and moved into "tune"
-when the rules were next revised. The "heldout" folder holds seeds 8-10 ("heldout2" sizes, trained into a folder
-outside the corpus before the current rules were revised) and seeds 11-13 ("heldout3" sizes, trained after they
-were fixed); it was scored once with the rules fixed (docs/recipe.md, tests/test_diagnosis_corpus.py). A record's
-"part" names the split-size set it was made with.
+Five split-size sets ("tune", "heldout", "heldout2", "heldout3", "heldout4": other images per class and validation
+fractions, each spanning ~20 to 1,000 validation images) and seeds 0-19 make the parts. The "tune" folder (seeds
+0-1 with the "tune" sizes, 2-7 with the "heldout" sizes, 8-10 with "heldout2", 11-13 with "heldout3") is what the
+diagnosis rules were chosen on; seeds 2-4, 5-7 and then 8-13 were each a held-back part once, scored once with
+the rules of their day, and moved into "tune" when the rules were next revised. The "heldout" folder holds seeds
+14-19 with the "heldout4" sizes, trained into a folder outside the corpus while the current rules were chosen on
+seeds 0-13 and scored once with them fixed (docs/recipe.md, tests/test_diagnosis_corpus.py). A record's "part"
+names the split-size set it was made with; `--seeds` trains a subset of a part's seeds (two processes at once).
 """
 from __future__ import annotations
 
@@ -102,30 +102,30 @@ def data_spec(kind: str, per_class: int, label_noise: float, seed: int) -> str:
 # Data set × model with a tuned base (optimizer, lr, epochs); checked by the healthy runs' accuracy.
 # "tune" and "heldout" differ in split sizes (and seeds, below).
 DATASETS = {
-    "mnist-mlp": dict(kind="mnist", per_class={"tune": 500, "heldout": 300, "heldout2": 400, "heldout3": 250},
-                      val={"tune": 0.2, "heldout": 0.15, "heldout2": 0.25, "heldout3": 0.3},
+    "mnist-mlp": dict(kind="mnist", per_class={"tune": 500, "heldout": 300, "heldout2": 400, "heldout3": 250, "heldout4": 450},
+                      val={"tune": 0.2, "heldout": 0.15, "heldout2": 0.25, "heldout3": 0.3, "heldout4": 0.22},
                       model=["model.name=mlp", "model.width=128"], big=["model.name=mlp", "model.width=512"],
                       small=["model.name=mlp", "model.width=3", "model.depth=1"],
                       optim=["optim.name=adamw", "optim.lr=2e-3"], epochs=8, batch=64),
-    "mnist-lenet": dict(kind="mnist", per_class={"tune": 100, "heldout": 80, "heldout2": 60, "heldout3": 120},
-                        val={"tune": 0.25, "heldout": 0.2, "heldout2": 0.3, "heldout3": 0.15},
+    "mnist-lenet": dict(kind="mnist", per_class={"tune": 100, "heldout": 80, "heldout2": 60, "heldout3": 120, "heldout4": 110},
+                        val={"tune": 0.25, "heldout": 0.2, "heldout2": 0.3, "heldout3": 0.15, "heldout4": 0.2},
                         model=["model.name=lenet5"], big=["model.name=lenet5"],
                         small=["model.name=mlp", "model.width=2", "model.depth=1"],
                         optim=["optim.name=sgd", "optim.lr=0.05", "optim.momentum=0.9"], epochs=12, batch=32),
-    "digits-mlp": dict(kind="digits", per_class={"tune": 0, "heldout": 0, "heldout2": 150, "heldout3": 100},
-                       val={"tune": 0.1, "heldout": 0.25, "heldout2": 0.2, "heldout3": 0.3},
+    "digits-mlp": dict(kind="digits", per_class={"tune": 0, "heldout": 0, "heldout2": 150, "heldout3": 100, "heldout4": 120},
+                       val={"tune": 0.1, "heldout": 0.25, "heldout2": 0.2, "heldout3": 0.3, "heldout4": 0.15},
                        model=["model.name=mlp", "model.width=128"], big=["model.name=mlp", "model.width=512"],
                        small=["model.name=mlp", "model.width=3", "model.depth=1"],
                        optim=["optim.name=adamw", "optim.lr=3e-3"], epochs=10, batch=32,
                        augment=["data.augment=[]"]),  # a 2-pixel shift is a quarter of an 8×8 digit
-    "photos-convnet": dict(kind="photos", per_class={"tune": 35, "heldout": 60, "heldout2": 40, "heldout3": 30},
-                           val={"tune": 0.1, "heldout": 0.15, "heldout2": 0.1, "heldout3": 0.15},
+    "photos-convnet": dict(kind="photos", per_class={"tune": 35, "heldout": 60, "heldout2": 40, "heldout3": 30, "heldout4": 45},
+                           val={"tune": 0.1, "heldout": 0.15, "heldout2": 0.1, "heldout3": 0.15, "heldout4": 0.08},
                            model=["model.name=convnet", "model.widths=[16,32]", "model.convs=1"],
                            big=["model.name=mlp", "model.width=512"],  # batch-normed convnets did not overfit the crops
                            small=["model.name=mlp", "model.width=2", "model.depth=1"],
                            optim=["optim.name=adamw", "optim.lr=3e-3"], epochs=12, batch=16),
-    "photos-large": dict(kind="photos", per_class={"tune": 120, "heldout": 90, "heldout2": 150, "heldout3": 100},
-                         val={"tune": 0.25, "heldout": 0.3, "heldout2": 0.2, "heldout3": 0.25},
+    "photos-large": dict(kind="photos", per_class={"tune": 120, "heldout": 90, "heldout2": 150, "heldout3": 100, "heldout4": 110},
+                         val={"tune": 0.25, "heldout": 0.3, "heldout2": 0.2, "heldout3": 0.25, "heldout4": 0.3},
                          model=["model.name=convnet", "model.widths=[16,32]", "model.convs=1"],
                          big=["model.name=mlp", "model.width=512"],  # batch-normed convnets did not overfit the crops
                          small=["model.name=mlp", "model.width=2", "model.depth=1"],
@@ -133,8 +133,8 @@ DATASETS = {
 }
 # Folder → (split-size set, seeds). A held-back part, once scored, moves into "tune" with its sizes and seeds,
 # and a new one (new seeds, new sizes) is made before the rules are next revised.
-PARTS = {"tune": [("tune", [0, 1]), ("heldout", [2, 3, 4, 5, 6, 7])],
-         "heldout": [("heldout2", [8, 9, 10]), ("heldout3", [11, 12, 13])]}
+PARTS = {"tune": [("tune", [0, 1]), ("heldout", [2, 3, 4, 5, 6, 7]), ("heldout2", [8, 9, 10]), ("heldout3", [11, 12, 13])],
+         "heldout": [("heldout4", [14, 15, 16, 17, 18, 19])]}
 SCHEDULES = ["onecycle", "cosine", "step", "constant"]
 
 
@@ -239,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--only", default="", help="comma-separated scenario names")
     p.add_argument("--setups", default="", help="comma-separated setup names")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once (one thread each)")
+    p.add_argument("--seeds", default="", help="comma-separated seeds (default: every seed of the part)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     folders = list(PARTS) if args.part == "all" else [args.part]
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     tasks = [(name, setup_name, sizes, seed, args.out / folder)
              for folder in folders for sizes, seeds in PARTS[folder] for seed in seeds
              for setup_name in setups for name in scenarios(DATASETS[setup_name], seed)
-             if not only or name in only]
+             if (not only or name in only) and (not args.seeds or seed in {int(x) for x in args.seeds.split(",")})]
     # Runs already there are skipped here, not in a worker: a fresh process per task costs seconds of imports.
     tasks = [t for t in tasks if not (t[4] / f"{t[1]}__{t[0]}__s{t[3]}.json").is_file()]
     print(f"{len(tasks)} runs to train", flush=True)

@@ -120,3 +120,13 @@ def test_a_smoothed_healthy_run_is_judged_on_the_loss_above_its_floor():
     smoothed = diagnose(record["history"], label_smoothing=0.1, **args)
     assert smoothed["verdict"] in ("healthy", "too little validation data"), smoothed  # 21 val images
     assert any("floor" in e for e in smoothed["evidence"])
+
+
+def test_a_model_thrown_to_uniform_guessing_in_its_first_epoch_is_unstable():
+    # A real LeNet at 10x its tuned SGD rate: epoch 1 averaged 1.29 ln C, then the loss sat at ln C and val_acc at
+    # 0.100 for eleven epochs. With no later rise above ln C it used to read as a model too small.
+    record = next(r for r in load(CORPUS, "tune") if r["scenario"] == "lr_10x_high"
+                  and r["setup"] == "mnist-lenet" and r["seed"] == 10)
+    result = verdict_of(record)
+    assert result["verdict"] == "unstable", result
+    assert any("epoch 1" in e and "chance" in e for e in result["evidence"]), result["evidence"]

@@ -44,6 +44,7 @@ RISE_REL, RISE_ABS = 0.10, 0.05  # an epoch-mean train-loss rise of 10 % and 5 %
 RISES = 2                 # ... in this many epochs of one run is a rate too high, even when each one recovered
 AT_LN_C = 0.98            # a final train loss at this fraction of ln(C) or above predicts no better than uniform
 ABOVE_LN_C = 1.02         # a train loss above this multiple of ln(C) is worse than an untrained model's
+THROWN = 1.10             # epoch 1's mean this far above ln(C): the first steps threw the model off, not its init
 SETTLED = 2 / 3           # epoch 2's mean train loss under this fraction of epoch 1's: a loss that came down from a high
 FITTED_SKILL = 0.90       # train accuracy this far from chance to 100 % fits the training data
 
@@ -218,6 +219,10 @@ def _back_at_chance(run: _Run) -> list[str]:
     # Epoch 1's mean is the initialisation's (as above), and a loss falling towards ln(C) from above it is a model
     # learning slowly: what counts is an epoch whose loss rose, to above what an untrained model scores.
     rose = [i for i in range(1, len(raw)) if raw[i] > raw[i - 1] and raw[i] > ABOVE_LN_C * run.ln_c]
+    # Epoch 1 counts when it is well above ln(C) and the model went straight to uniform guessing from there:
+    # a model learning slowly from a high initial loss still gets below ln(C) by the end.
+    if raw[0] > THROWN * run.ln_c:
+        rose.append(0)
     if raw[-1] < AT_LN_C * run.ln_c or not rose:
         return []
     worst = max(rose, key=raw.__getitem__)
@@ -226,7 +231,8 @@ def _back_at_chance(run: _Run) -> list[str]:
         f"; it had reached {_fmt_interval(run.val_acc[best], run.n_val)} at epoch {run.epoch(best)}, above chance")
     return [f"val_acc ended at {_fmt_interval(run.val_acc[-1], run.n_val)}, which holds chance (1/{run.num_classes}), "
             f"and train_loss at {raw[-1]:.3f} against ln(C) = {run.ln_c:.3f}: the model predicts no better than "
-            f"uniform, after train_loss rose to {raw[worst]:.3f} at epoch {run.epoch(worst)} {run.phase(worst)}, "
+            f"uniform, after train_loss {'averaged' if worst == 0 else 'rose to'} {raw[worst]:.3f} "
+            f"{'in' if worst == 0 else 'at'} epoch {run.epoch(worst)} {run.phase(worst)}, "
             f"above what an untrained model scores{learnt}: steps too large threw the model off"]
 
 
