@@ -1,4 +1,4 @@
-"""Small helpers the benchmark scripts share: output and the --limit subsetting."""
+"""Small helpers the benchmark scripts share: output, the --limit subsetting, per-epoch test accuracy."""
 from __future__ import annotations
 
 import json
@@ -37,3 +37,35 @@ def timed_epoch(loader, step) -> tuple[int, float, float]:
         data_seconds += t_step - t_fetch
         step_seconds += time.perf_counter() - t_fetch
         seen += len(y)
+
+
+class EpochTestAccuracy:
+    """A trainer `on_epoch_end` hook: the test accuracy after every epoch, measured off the clock.
+
+    Each row has `seconds` (training and validation since `start()`, the test passes left out) and
+    `epoch_seconds` (that epoch's share). With `stop_after`, training stops after that epoch: a screen of a
+    run's first epochs under the full run's schedule.
+    """
+
+    def __init__(self, test_loader, stop_after: int | None = None):
+        self.test_loader, self.stop_after = test_loader, stop_after
+        self.history: list[dict] = []
+        self.started = self.last = self.off = 0.0
+
+    def start(self) -> None:
+        self.started = self.last = time.perf_counter()
+        self.off = 0.0
+
+    def seconds(self) -> float:
+        """Seconds on the clock since `start()` (the test passes left out)."""
+        return time.perf_counter() - self.started - self.off
+
+    def __call__(self, trainer, row: dict) -> None:
+        entered = time.perf_counter()
+        self.history.append({"epoch": row["epoch"], "seconds": entered - self.started - self.off,
+                             "epoch_seconds": entered - self.last, "val_acc": row.get("val_acc"),
+                             "test_acc": trainer.evaluate(self.test_loader)["acc"]})
+        if self.stop_after and row["epoch"] >= self.stop_after:
+            trainer.state.stopped_early = True
+        self.last = time.perf_counter()
+        self.off += self.last - entered

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's deeprecipe, not an installed one
-from benchmarks.common import emit, limit_parts  # noqa: E402
+from benchmarks.common import EpochTestAccuracy, emit, limit_parts  # noqa: E402
 from deeprecipe.api import finish_run
 from deeprecipe.session import Session, prepare_data
 from deeprecipe.config import resolve_config
@@ -67,19 +67,11 @@ def train(overrides: list[str], limit: int | None = None) -> dict:
     timed = TimedLoader(trainer.train_loader)
     trainer.train_loader = timed
     test_loader = session.data.loader("test", cfg, session.device, channels_last=session.channels_last)
-    history: list[dict] = []
-    clock = {"start": 0.0, "off": 0.0}
-
-    def test_each_epoch(tr, row):  # off the clock: only the time-to-accuracy measurement needs it
-        entered = time.perf_counter()
-        history.append({"epoch": row["epoch"], "seconds": entered - clock["start"] - clock["off"],
-                        "val_acc": row.get("val_acc"), "test_acc": tr.evaluate(test_loader)["acc"]})
-        clock["off"] += time.perf_counter() - entered
-
-    trainer.hooks["on_epoch_end"].append(test_each_epoch)
-    clock["start"] = time.perf_counter()
+    tests = EpochTestAccuracy(test_loader)  # off the clock: only the time-to-accuracy measurement needs it
+    trainer.hooks["on_epoch_end"].append(tests)
+    tests.start()
     trainer.fit()
-    seconds = time.perf_counter() - clock["start"] - clock["off"]
+    seconds, history = tests.seconds(), tests.history
     summary = finish_run(trainer, session, run_dir, seconds)
     return {"pipeline": "deeprecipe", "test_acc": summary["test_acc"], "last_epoch_test_acc": history[-1]["test_acc"],
             "seconds": seconds, "history": history, "train_images": timed.images,

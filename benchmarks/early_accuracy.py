@@ -24,9 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's deeprecipe, not an installed one
+from benchmarks.common import EpochTestAccuracy  # noqa: E402
 from benchmarks.default_search import add_search_arguments, train_flops_per_image  # noqa: E402
 from deeprecipe.config import resolve_config  # noqa: E402
 from deeprecipe.session import Session, prepare_data  # noqa: E402
@@ -80,20 +79,11 @@ def run_candidate(overrides: list[str], seed: int, threads: int, data: str, stop
     with tempfile.TemporaryDirectory() as tmp:
         trainer = session.make_trainer(Path(tmp), show_progress=False)
         test_loader = session.data.loader("test", cfg, session.device, channels_last=session.channels_last)
-        history: list[dict] = []
-        clock = {"last": 0.0}
-
-        def test_each_epoch(tr, row):
-            entered = time.perf_counter()
-            history.append({"epoch": row["epoch"], "seconds": entered - clock["last"], "val_acc": row.get("val_acc"),
-                            "test_acc": tr.evaluate(test_loader)["acc"]})
-            if stop_after and row["epoch"] >= stop_after:
-                tr.state.stopped_early = True  # a screen of the first epochs: the schedule is the full run's
-            clock["last"] = time.perf_counter()
-
-        trainer.hooks["on_epoch_end"].append(test_each_epoch)
-        clock["last"] = time.perf_counter()
+        tests = EpochTestAccuracy(test_loader, stop_after)
+        trainer.hooks["on_epoch_end"].append(tests)
+        tests.start()
         trainer.fit()
+        history = tests.history
     return {"seed": seed, "history": history, "batch_size": cfg.train.batch_size, "epochs": cfg.train.epochs,
             "train_images": session.data.sizes()["train"]}
 

@@ -6,7 +6,8 @@
 beside the grid of short full runs. This script applies several readings of those same curves — deeprecipe's,
 the loss minimum itself and fractions of it, the steepest fall, fastai's `valley` — and prints, per reading, how
 many suggestions fall in the best band (widened by half a grid step, √3, each side, as the calibration
-counts) and the seed-to-seed spread (largest / smallest suggestion) of each setup.
+counts) and the seed-to-seed spread (largest / smallest suggestion) of each setup. Its last row is the ceiling
+for any reading of one seed's tests: each seed's own grid of full runs, read by the accuracy the band is made of.
 """
 from __future__ import annotations
 
@@ -62,6 +63,17 @@ def readings(case: dict, optimizer: str, cases: list[dict]) -> dict[str, float |
     return out
 
 
+ONE_SEED_GRID = "the grid itself, one seed (that seed's best full run)"
+
+
+def one_seed_grid(accs: dict[str, list[float]]) -> list[float]:
+    """Per seed, the grid rate whose full run scored best (ties: the higher rate): the ceiling of any one-seed
+    reading, since it reads the very accuracy the band is made of."""
+    grid = {float(r): a for r, a in accs.items()}
+    seeds = min(map(len, grid.values()))
+    return [max(grid, key=lambda r: (grid[r][seed], r)) for seed in range(seeds)]
+
+
 def score(results: dict) -> tuple[list[str], dict[str, dict[str, tuple[int, int, float]]]]:
     """(setups, reading → setup → (in band, cases, spread))."""
     table: dict[str, dict[str, tuple[int, int, float]]] = {}
@@ -70,6 +82,8 @@ def score(results: dict) -> tuple[list[str], dict[str, dict[str, tuple[int, int,
         lo, hi = results[key]["band"]
         cases = results[key]["suggestions"]
         per_seed = [readings(s, key.split("/")[1], cases) for s in cases]
+        for row, pick in zip(per_seed, one_seed_grid(results[key]["accs"])):
+            row[ONE_SEED_GRID] = pick
         for name in per_seed[0]:
             vals = [r[name] for r in per_seed if r[name]]
             inside = sum(lo / math.sqrt(3) <= v <= hi * math.sqrt(3) for v in vals)

@@ -34,11 +34,12 @@ class ShortRunsResult:
     lrs: list[float] = field(default_factory=list)
     finals: list[float] = field(default_factory=list)         # final loss per candidate (+inf: diverged)
     losses: list[list[float]] = field(default_factory=list)   # per-step losses per candidate
+    steps: int = 0                                              # each candidate's length (a diverged one stops early)
     suggestion: float | None = None
 
     def to_dict(self) -> dict:
         return {"method": "short-runs", "lrs": self.lrs, "finals": [f if math.isfinite(f) else None for f in self.finals],
-                "losses": self.losses, "suggestion": self.suggestion}
+                "losses": self.losses, "steps": self.steps, "suggestion": self.suggestion}
 
 
 MIN_ITERATIONS, MAX_ITERATIONS = 20, 300  # short-run length when it follows the configured run
@@ -105,7 +106,7 @@ def run_short_runs(session: Session, candidates: list[float] | None = None, iter
         trainer = session.make_trainer(None, show_progress=False)  # seeded: same initial weights, same batches
         # The length comes from the first candidate's own loader (no extra trainer built just to count batches);
         # the schedule's epochs are squeezed into it (warm-up and step decay keep their proportions).
-        iterations = iterations or run_steps(trainer, cfg.train.epochs)
+        iterations = result.steps = iterations or run_steps(trainer, cfg.train.epochs)
         steps_per_epoch = max(1, iterations // max(1, cfg.train.epochs))
         trainer.lr_at = lambda step, lr=lr: lr * lr_factor(step, iterations, steps_per_epoch, cfg.schedule)
         trainer.model.train()

@@ -86,8 +86,7 @@ def step_short_runs(session: Session, run_dir: Path) -> tuple[Step, float | None
     if runs.suggestion is None:
         return Step(STEP_NAMES[2], "fail", ["every candidate rate diverged in its short run"],
                     ["check the data and model with `deeprecipe doctor`", "set regularize.clip_norm=1"]), None
-    steps = max(len(losses) for losses in runs.losses)  # a diverged candidate stops early
-    lines = [f"suggested lr {runs.suggestion:.3g} (short runs of {steps} steps at {len(runs.lrs)} rates "
+    lines = [f"suggested lr {runs.suggestion:.3g} (short runs of {runs.steps} steps at {len(runs.lrs)} rates "
              f"{max(runs.lrs):.2g}…{min(runs.lrs):.2g}, lowest final loss {min(runs.finals):.3g})"]
     return Step(STEP_NAMES[2], "pass", lines, html=pages.img_tag(png, "short runs")), runs.suggestion
 
