@@ -6,9 +6,10 @@ code on the same split:
 - **default**: `api.train` with the default config (the family's knobs only, and 8 epochs for every run);
 - **recipe**: `recipe.pipeline.run_recipe` (checks, lr range test, coarse search of lr × weight decay,
   refine, the final `train.epochs` run);
-- **random**: as many full-length default-config runs as the recipe's training epochs buy (coarse + refine
-  + final, rounded to whole runs), each with lr log-uniform in 1e-4–1e-1 and weight decay 0 or log-uniform in
-  1e-5–1e-1; the run with the best val accuracy gives the test accuracy.
+- **random**: as many full-length default-config runs as the recipe's training epochs buy (the short runs of
+  step 3, each as long as the configured run, + coarse + refine + final, rounded to whole runs), each with lr
+  log-uniform in 1e-4–1e-1 and weight decay 0 or log-uniform in 1e-5–1e-1; the run with the best val accuracy
+  gives the test accuracy.
 
 Data sets (small, so the whole thing fits a 2-core machine): the built-in MNIST subset cut to 1,200 images,
 the built-in 8×8 digits, a folder of real photos cropped from the samples scikit-image and scikit-learn ship
@@ -86,14 +87,26 @@ def run_recipe_cell(overrides: list[str], out: Path) -> dict:
     trials = json.loads((out / "search" / "trials.json").read_text()) if (out / "search" / "trials.json").is_file() else []
     final = json.loads((out / "final" / "summary.json").read_text()) if outcome["test_acc"] is not None else {}
     best = yaml_safe(out / "best.yaml")
+    lr_epochs = short_run_epochs(out / "lr_find.json")
     return {"test_acc": outcome["test_acc"], "seconds": seconds, "cpu_seconds": cpu_seconds,
-            "stopped_at": outcome["stopped_at"],
-            "epochs": sum(t["epochs"] for t in trials) + final.get("epochs_run", 0),
+            "stopped_at": outcome["stopped_at"], "lr_epochs": lr_epochs,
+            "epochs": sum(t["epochs"] for t in trials) + final.get("epochs_run", 0) + lr_epochs,
             "trials": len(trials), "pruned": sum(t["state"] == "pruned" for t in trials),
             "best": {"lr": best["optim"]["lr"], "weight_decay": best["optim"]["weight_decay"],
                      "label_smoothing": best["regularize"]["label_smoothing"], "dropout": best["model"].get("dropout"),
                      "augment": best["data"]["augment"]} if best else None,
             "refine_added": any("refine also searched" in line for s in outcome["steps"] for line in s["lines"])}
+
+
+def short_run_epochs(lr_find_json: Path) -> float:
+    """The training the recipe's short runs (step 3) spent, in epochs of the configured run: every candidate
+    trains as many steps as that run (0 for the range test's 100 steps, or when the step did not run)."""
+    if not lr_find_json.is_file():
+        return 0.0
+    record = json.loads(lr_find_json.read_text())
+    if record.get("method") != "short-runs" or not record.get("batches_per_epoch"):
+        return 0.0
+    return len(record["lrs"]) * record["steps"] / record["batches_per_epoch"]
 
 
 def yaml_safe(path: Path):

@@ -35,11 +35,13 @@ class ShortRunsResult:
     finals: list[float] = field(default_factory=list)         # final loss per candidate (+inf: diverged)
     losses: list[list[float]] = field(default_factory=list)   # per-step losses per candidate
     steps: int = 0                                              # each candidate's length (a diverged one stops early)
+    batches_per_epoch: int = 0                                  # the configured run's, to express the cost in epochs
     suggestion: float | None = None
 
     def to_dict(self) -> dict:
         return {"method": "short-runs", "lrs": self.lrs, "finals": [f if math.isfinite(f) else None for f in self.finals],
-                "losses": self.losses, "steps": self.steps, "suggestion": self.suggestion}
+                "losses": self.losses, "steps": self.steps, "batches_per_epoch": self.batches_per_epoch,
+                "suggestion": self.suggestion}
 
 
 MIN_ITERATIONS, MAX_ITERATIONS = 20, 300  # short-run length when it follows the configured run
@@ -107,6 +109,7 @@ def run_short_runs(session: Session, candidates: list[float] | None = None, iter
         # The length comes from the first candidate's own loader (no extra trainer built just to count batches);
         # the schedule's epochs are squeezed into it (warm-up and step decay keep their proportions).
         iterations = result.steps = iterations or run_steps(trainer, cfg.train.epochs)
+        result.batches_per_epoch = len(trainer.train_loader)
         steps_per_epoch = max(1, iterations // max(1, cfg.train.epochs))
         trainer.lr_at = lambda step, lr=lr: lr * lr_factor(step, iterations, steps_per_epoch, cfg.schedule)
         trainer.model.train()
