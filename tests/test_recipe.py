@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 
 import numpy as np
 import optuna
@@ -156,8 +157,11 @@ def test_doctor_flags_a_frozen_model(default_session):
 def test_doctor_flags_a_zero_learning_rate(default_session):
     s = default_session
     zero = Session.create(resolve_config(None, ["optim.lr=0"]), data=s.data)
-    failed = _failed(run_doctor(zero, overfit_samples=20, overfit_steps=40))
-    assert failed == {"overfit 20 samples"}
+    checks = run_doctor(zero, overfit_samples=20, overfit_steps=40)
+    assert _failed(checks) == {"overfit 20 samples"}
+    # The target is the loss of a memorised sample above label smoothing's floor, printed as a person reads it.
+    overfit = next(c for c in checks if c.name == "overfit 20 samples")
+    assert re.search(r"\(target < 0\.5\d{1,3}, the label smoothing's floor included\)$", overfit.measured), overfit.measured
 
 
 def test_doctor_flags_labels_out_of_range(default_session):
