@@ -555,3 +555,16 @@ def test_recipe_searches_lr_and_weight_decay_under_an_epoch_budget(tmp_path):
     assert refine[0]["epochs"] == 4
     step5 = outcome["steps"][4]["lines"]
     assert any("regularisation" in line or "refine also searched" in line for line in step5)
+
+
+def test_the_final_verdict_points_back_at_step_3s_rate_when_the_search_kept_another():
+    from deeprecipe.recipe.pipeline import lr_cross_check
+    # A real case: 16 validation images, the search kept the configured 0.01 over step 3's 6.3e-4, and the final
+    # run's training loss tripled at the schedule's peak.
+    advice = lr_cross_check("unstable", 0.01, 6.33e-4)
+    assert len(advice) == 1 and "16×" in advice[0] and "--set optim.lr=0.00063" in advice[0], advice
+    assert lr_cross_check("underfitting", 1e-4, 1e-2) and lr_cross_check("not converged", 1e-4, 1e-2)
+    assert not lr_cross_check("unstable", 0.01, 0.005)      # within the suggestion's own reach
+    assert not lr_cross_check("unstable", 1e-4, 1e-2)       # a lower rate is not what an unstable run needs
+    assert not lr_cross_check("healthy", 0.01, 6.33e-4)
+    assert not lr_cross_check("unstable", 0.01, None)       # the range test gave no suggestion

@@ -152,16 +152,35 @@ def step_final(result, refine: list[dict], run_dir: Path) -> tuple[Step, dict]:
     return Step(STEP_NAMES[4], "pass", lines, html=pages.bullet_list(lines)), summary
 
 
-def step_diagnose(run_dir: Path, summary: dict) -> Step:
-    """The diagnosis the final run stored in its summary.json (one function for every page that shows one)."""
+LR_APART = 3.0  # the final lr this far from step 3's suggestion is another rate, not the suggestion's noise
+
+
+def lr_cross_check(verdict: str, final_lr: float, suggestion: float | None) -> list[str]:
+    """Advice tying the final run's verdict to step 3: the search keeps the configured rate unless a trial beats
+    it beyond the validation noise, so on a small split the final run may use a rate step 3 advised against."""
+    if not suggestion or final_lr <= 0:
+        return []
+    if verdict == "unstable" and final_lr >= LR_APART * suggestion:
+        return [f"the final run's lr {final_lr:.3g} is {final_lr / suggestion:.0f}× step 3's suggestion "
+                f"{suggestion:.3g} (the search could not tell them apart): try --set optim.lr={suggestion:.2g}"]
+    if verdict in ("underfitting", "not converged") and final_lr * LR_APART <= suggestion:
+        return [f"the final run's lr {final_lr:.3g} is {suggestion / final_lr:.0f}× under step 3's suggestion "
+                f"{suggestion:.3g} (the search could not tell them apart): try --set optim.lr={suggestion:.2g}"]
+    return []
+
+
+def step_diagnose(run_dir: Path, summary: dict, final_lr: float = 0.0, suggestion: float | None = None) -> Step:
+    """The diagnosis the final run stored in its summary.json (one function for every page that shows one),
+    with step 3's rate as the first thing to try where the verdict points at the rate the search kept."""
     history = read_jsonl(run_dir / "final" / "metrics.jsonl")
     diag = summary.get("diagnosis") or {"verdict": "not available", "evidence": [], "advice": []}
+    advice = lr_cross_check(diag["verdict"], final_lr, suggestion) + diag["advice"]
     png = run_dir / "curves.png"
     atomic_write_bytes(png, curves_png({"final run": history}))
     inner = (f"<p>verdict: <b>{diag['verdict']}</b></p>" + pages.bullet_list(diag["evidence"]) + "<p>what to try:</p>"
-             + pages.bullet_list(diag["advice"]) + pages.img_tag(png, "curves"))
+             + pages.bullet_list(advice) + pages.img_tag(png, "curves"))
     status = "fail" if diag["verdict"] in PROBLEMS and diag["verdict"] != "not converged" else "pass"
-    return Step(STEP_NAMES[5], status, [f"verdict {diag['verdict']}"] + diag["evidence"], diag["advice"], inner)
+    return Step(STEP_NAMES[5], status, [f"verdict {diag['verdict']}"] + diag["evidence"], advice, inner)
 
 
 def run_recipe(cfg: Config, out: str | Path | None = None, show_progress: bool = True) -> dict:
@@ -189,7 +208,7 @@ def run_recipe(cfg: Config, out: str | Path | None = None, show_progress: bool =
         s5, summary = step_final(result, refine, run_dir)
         done(s5)
         outcome["test_acc"] = summary["test_acc"]
-        done(step_diagnose(run_dir, summary))
+        done(step_diagnose(run_dir, summary, result.best_config.optim.lr, suggestion))
     else:
         outcome["stopped_at"] = steps[-1].name
     steps += [Step(n, "skipped", ["not run: an earlier step failed"]) for n in STEP_NAMES[len(steps):]]
