@@ -133,6 +133,9 @@ def rebuild_model(ckpt: dict, source: str | Path) -> tuple[torch.nn.Module, Conf
     """The trained model a run checkpoint describes, with its weights, and the run's config."""
     cfg = build_config(ckpt["config"], source=str(source))
     cfg.model.pretrained = None  # the checkpoint already holds the trained weights
+    if cfg.model.name == "convnet" and getattr(cfg.model, "stem", None) is None:
+        # The convnet's stem depends on the input size; runs saved before it existed have none: follow the weights.
+        cfg.model.stem = any(k.startswith("body.stem.") for k in ckpt["model"])
     model = build_model(cfg, len(ckpt["classes"]), tuple(ckpt["input_shape"]))
     model.load_state_dict(ckpt["model"])
     return model, cfg

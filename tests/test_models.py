@@ -401,3 +401,42 @@ def test_group_norms_give_torch_results_in_channels_last_and_keep_the_layout(kin
     assert torch.allclose(a.grad, b.grad, atol=1e-5)
     # each sample normalised on its own: the other sample in the batch does not matter
     assert torch.allclose(ours(x[:1]), out[:1], atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------ the convnet on photos
+def test_the_convnet_downsamples_photos_first_and_leaves_small_images_alone():
+    from torch.utils.flop_counter import FlopCounterMode
+    from deeprecipe.models.convnet import STEM_FROM
+
+    def flops(model, size):
+        with FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, 3, size, size))
+        return counter.get_total_flops()
+
+    digits = create_model("convnet", num_classes=10, in_chans=3, input_size=28)
+    photos = create_model("convnet", num_classes=4, in_chans=3, input_size=224)
+    assert "stem" not in digits.stage_names and photos.stage_names[0] == "stem"
+    assert "stem" in create_model("convnet", num_classes=4, input_size=STEM_FROM).stage_names
+    assert "stem" not in create_model("convnet", num_classes=4, input_size=STEM_FROM - 1).stage_names
+    forced_off = create_model("convnet", num_classes=4, in_chans=3, input_size=224, stem=False)
+    # ×4 fewer pixels for every stage: over 10× fewer FLOPs at 224 px, the same logits shape
+    assert flops(forced_off, 224) > 10 * flops(photos, 224)
+    assert photos(torch.zeros(2, 3, 224, 224)).shape == (2, 4)
+    assert create_model("convnet", num_classes=10, input_size=28, stem=True)(torch.zeros(2, 3, 28, 28)).shape == (2, 10)
+
+
+def test_a_convnet_saved_before_the_stem_existed_rebuilds_without_it():
+    from deeprecipe.config import resolve_config
+    from deeprecipe.session import rebuild_model
+    old = create_model("convnet", num_classes=4, in_chans=3, input_size=224, stem=False)
+    ckpt = {"config": resolve_config(None, []).to_dict(), "classes": list("abcd"), "input_shape": [3, 224, 224],
+            "model": old.state_dict()}
+    assert "stem" not in ckpt["config"]["model"]
+    model, _ = rebuild_model(ckpt, "old-run")
+    assert "stem" not in model.stage_names
+    x = torch.randn(2, 3, 224, 224)
+    assert torch.equal(model.eval()(x), old.eval()(x))
+    # and a run saved with the stem keeps it
+    new = create_model("convnet", num_classes=4, in_chans=3, input_size=224)
+    model, _ = rebuild_model({**ckpt, "model": new.state_dict()}, "new-run")
+    assert model.stage_names[0] == "stem"
