@@ -1,6 +1,7 @@
 """The convnet's stem on a folder of photos: `deeprecipe train` with `model.stem` on and off, seed by seed.
 
     nice python benchmarks/photo_stem.py [--files 300] [--classes 4] [--seeds 0 1 2] [--json OUT]
+                                         [--epochs N] [--stem-only]
 
 Builds a folder of real-photo JPEGs (`benchmarks/photo_folder.py`: crops of the photos scikit-image and
 scikit-learn ship, 1–3 MP) and trains the default config on it at the default 224 px, once with the stem (the
@@ -23,11 +24,11 @@ from deeprecipe import api  # noqa: E402
 from deeprecipe.config import resolve_config  # noqa: E402
 
 
-def train_once(folder: Path, seed: int, stem: bool, out: Path) -> dict:
+def train_once(folder: Path, seed: int, stem: bool, out: Path, epochs: int | None = None) -> dict:
     cfg = resolve_config(None, [f"data.spec={folder}", f"train.seed={seed}", f"data.split_seed={seed}",
-                                f"model.stem={str(stem).lower()}"])
+                                f"model.stem={str(stem).lower()}", *([f"train.epochs={epochs}"] if epochs else [])])
     summary = api.train(cfg, out=out, show_progress=False)
-    return {"seed": seed, "stem": stem, "test_acc": summary["test_acc"], "seconds": summary["train_seconds"],
+    return {"seed": seed, "stem": stem, "epochs": summary["epochs_run"], "test_acc": summary["test_acc"], "seconds": summary["train_seconds"],
             "images_per_second": summary["images_per_second"],
             "verdict": summary["diagnosis"]["verdict"]}
 
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--classes", type=int, default=4)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the config's)")
+    ap.add_argument("--stem-only", action="store_true", help="only the runs with the stem")
     args = ap.parse_args(argv)
     api.write_report_safely = lambda *a, **k: None  # the report is not training
     runs: list[dict] = []
@@ -45,13 +48,15 @@ def main(argv: list[str] | None = None) -> None:
         folder = make_photo_folder(Path(tmp) / "photos", files=args.files, classes=args.classes,
                                    megapixels=(1.0, 3.0), seed=1)
         for seed in args.seeds:
-            for stem in (True, False):
-                runs.append(train_once(folder, seed, stem, Path(tmp) / f"run-{stem}-{seed}"))
+            for stem in (True,) if args.stem_only else (True, False):
+                runs.append(train_once(folder, seed, stem, Path(tmp) / f"run-{stem}-{seed}", args.epochs))
                 print(json.dumps(runs[-1]), flush=True)
                 if args.json:
                     args.json.write_text(json.dumps({"files": args.files, "classes": args.classes, "runs": runs}, indent=1))
     for stem in (True, False):
         mine = [r for r in runs if r["stem"] is stem]
+        if not mine:
+            continue
         print(f"stem {stem}: test acc {[round(r['test_acc'], 3) for r in mine]} (mean "
               f"{statistics.mean(r['test_acc'] for r in mine):.3f}), median {statistics.median(r['seconds'] for r in mine):.0f} s, "
               f"{statistics.median(r['images_per_second'] for r in mine):.0f} images/s")
