@@ -40,6 +40,24 @@ def _as_config(config: Config | dict | str | Path | None, overrides: list[str] |
     return resolve_config(None, overrides, base=config or {})
 
 
+FEW_STEPS = 100  # optimizer steps in a whole run below which batch-norm statistics and the schedule barely settle
+
+
+def few_steps_note(batches_per_epoch: int, epochs: int, batch_size: int) -> str:
+    """A one-line warning for a run of very few optimizer steps (a small folder at the default batch), with a
+    batch size and an epoch count that would give it FEW_STEPS ('' when it has enough)."""
+    steps = batches_per_epoch * epochs
+    if steps >= FEW_STEPS or steps == 0:
+        return ""
+    smaller = batch_size
+    while smaller > 8 and steps * batch_size // smaller < FEW_STEPS:
+        smaller //= 2
+    longer = -(-FEW_STEPS // batches_per_epoch)
+    return (f"this run takes only {steps} optimizer steps ({batches_per_epoch} per epoch × {epochs} epochs): "
+            f"batch-norm statistics and the lr schedule need more — try train.batch_size={smaller} or "
+            f"train.epochs={longer}")
+
+
 def train(config: Config | dict | str | Path | None = None, out: str | Path | None = None,
           overrides: list[str] | None = None, resume: str | Path | None = None, show_progress: bool = True,
           write_report: bool = True) -> dict:
@@ -80,6 +98,10 @@ def train(config: Config | dict | str | Path | None = None, out: str | Path | No
         state = trainer.state
     else:
         trainer = session.make_trainer(run_dir, show_progress=show_progress)
+        if show_progress and not resume:
+            advice = few_steps_note(len(trainer.train_loader), cfg.train.epochs, cfg.train.batch_size)
+            if advice:
+                note(advice)
         if resume:
             trainer.resume_from(resolve_checkpoint(run_dir, "last.pt"))
             if show_progress:

@@ -157,3 +157,19 @@ def test_resume_of_a_pseudo_label_run_is_refused_not_ignored(small_run, mnist_sm
     out, _ = small_run
     assert main(["train", "--resume", str(out), "--set", f"data.unlabeled={mnist_small_npz}"]) == 2
     assert "cannot be resumed" in capsys.readouterr().err
+
+
+def test_a_run_of_very_few_steps_says_so_with_a_batch_and_epochs_that_would_do(tmp_path, capsys):
+    from deeprecipe.api import FEW_STEPS, few_steps_note
+    # 210 photos at the default batch 64 and 8 epochs: 4 batches an epoch, 32 steps in all
+    advice = few_steps_note(4, 8, 64)
+    assert "only 32 optimizer steps" in advice and "train.batch_size=16" in advice and "train.epochs=25" in advice
+    assert 4 * 8 * 64 // 16 >= FEW_STEPS and 4 * 25 >= FEW_STEPS  # either change reaches the floor
+    assert few_steps_note(55, 8, 64) == ""  # the built-in default run: 440 steps
+    # and a real tiny run prints it
+    from deeprecipe.cli import main
+    code = main(["train", "--set", "data.spec=builtin:digits", "--set", "train.epochs=1", "--set", "train.batch_size=256",
+                 "--set", "model.widths=[4,8]", "--out", str(tmp_path / "run")])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "optimizer steps" in captured.out + captured.err
