@@ -652,3 +652,22 @@ def test_a_bounce_back_to_an_earlier_low_is_not_still_falling():
     falling = diagnose(_rows(train_loss, train_acc, [0.5, 0.3, 0.169, 0.426, 0.256, 0.140], val_acc), 10, 5000)
     assert falling["verdict"] == "not converged"
     assert "val_loss still falling 0.1690 → 0.1400 in the last epoch (from its lowest before)" in falling["evidence"]
+
+
+def test_a_val_loss_blown_up_while_the_training_batches_fit_is_named_as_eval_mode_going_astray():
+    from deeprecipe.train.diagnose import diagnose
+    # The final run of a real recipe on 160 camera photos (4 classes, 16 validation images, resnet18 at 64 px,
+    # one-cycle peak 0.01): the training loss stayed under ln 4 while the validation loss reached 17,359.
+    train = [1.162, 0.811, 0.855, 1.286, 2.115, 0.736, 0.572, 0.495, 0.431, 0.45, 0.461, 0.421, 0.422, 0.403, 0.398, 0.398]
+    val = [15.4, 62.6, 646.0, 17358.6, 6185.8, 1749.4, 226.4, 59.5, 25.4, 10.4, 4.76, 2.2, 0.917, 0.393, 0.161, 0.073]
+    acc = [0.375, 0.25, 0.25, 0.25, 0.25, 0.25, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.688, 0.812, 0.938, 1.0]
+    lr = [0.001, 0.003, 0.007, 0.01, 0.01, 0.01, 0.009, 0.008, 0.007, 0.006, 0.004, 0.003, 0.002, 0.001, 0.0, 0.0]
+    history = [dict(epoch=i + 1, train_loss=t, train_acc=0.9, val_loss=v, val_acc=a, lr=r)
+               for i, (t, v, a, r) in enumerate(zip(train, val, acc, lr))]
+    result = diagnose(history, num_classes=4, val_images=16, schedule="onecycle", label_smoothing=0.1)
+    notes = [e for e in result["evidence"] if "evaluation mode" in e]
+    assert len(notes) == 1 and "17,359 at epoch 4" in notes[0] and "(9 epoch(s) like it)" in notes[0], result["evidence"]
+    # A validation loss that never leaves an untrained model's reach gets no such note.
+    calm = [dict(row, val_loss=min(row["val_loss"], 1.0)) for row in history]
+    assert not any("evaluation mode" in e for e in diagnose(calm, num_classes=4, val_images=16, schedule="onecycle",
+                                                             label_smoothing=0.1)["evidence"])

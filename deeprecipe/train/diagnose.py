@@ -47,6 +47,7 @@ ABOVE_LN_C = 1.02         # a train loss above this multiple of ln(C) is worse t
 THROWN = 1.10             # epoch 1's mean this far above ln(C): the first steps threw the model off, not its init
 SETTLED = 2 / 3           # epoch 2's mean train loss under this fraction of epoch 1's: a loss that came down from a high
 FITTED_SKILL = 0.90       # train accuracy this far from chance to 100 % fits the training data
+EVAL_BLOWUP = 5.0         # a val loss this many times ln(C) while the training loss is under ln(C): eval mode went astray
 
 ADVICE = {
     "unstable": ["set optim.lr lower (try 3–10× lower, or run `deeprecipe lr-find`)",
@@ -265,6 +266,24 @@ def _early_blowup(run: _Run) -> list[str]:
             "steps too large at the start, not a model too small"]
 
 
+def _eval_mode_astray(run: _Run) -> list[str]:
+    """A note (never a verdict by itself) on epochs whose val loss is far above an untrained model's while the
+    training loss is below it: the weights fit the training batches, so what went astray is the model in
+    evaluation mode — batch-norm running statistics, thrown off by a peak rate too high or very few steps."""
+    if not run.has_val:
+        return []
+    astray = [i for i, (v, t) in enumerate(zip(run.val_loss, run.raw_train_loss))
+              if isinstance(t, (int, float)) and math.isfinite(v) and v > EVAL_BLOWUP * run.ln_c and t < run.ln_c]
+    if not astray:
+        return []
+    i = max(astray, key=run.val_loss.__getitem__)
+    worst = f"{run.val_loss[i]:,.0f}" if run.val_loss[i] >= 1000 else f"{run.val_loss[i]:.4g}"
+    return [f"val_loss reached {worst} at epoch {run.epoch(i)} {run.phase(i)} while train_loss was "
+            f"{run.raw_train_loss[i]:.3f}, under ln(C) = {run.ln_c:.3f} ({len(astray)} epoch(s) like it): the model in "
+            "evaluation mode went astray, not its fit to the training batches — batch-norm running statistics "
+            "thrown off by a high rate or by very few steps an epoch"]
+
+
 def _result(verdict: str, evidence: list[str], run: _Run | None = None, extra: list[str] | None = None) -> dict:
     context = {} if run is None else {"num_classes": run.num_classes, "val_images": run.n_val, "schedule": run.schedule,
                                       "label_smoothing": run.label_smoothing}
@@ -306,6 +325,7 @@ def diagnose(history: list[dict], num_classes: int | None = None, val_images: in
                             "label_smoothing": label_smoothing}}
     run = _Run(history, num_classes, val_images, schedule, label_smoothing)
     unstable, notes, severe = _instability(run)
+    notes += _eval_mode_astray(run)
     if not unstable and not severe:
         severe = _rises(run) or _early_blowup(run)
     if unstable:
