@@ -245,10 +245,11 @@ def main(argv: list[str] | None = None) -> None:
     folders = list(PARTS) if args.part == "all" else [args.part]
     only = set(filter(None, args.only.split(",")))
     setups = [s for s in DATASETS if not args.setups or s in args.setups.split(",")]
+    only_seeds = {int(x) for x in args.seeds.split(",") if x}
     tasks = [(name, setup_name, sizes, seed, args.out / folder)
              for folder in folders for sizes, seeds in PARTS[folder] for seed in seeds
              for setup_name in setups for name in scenarios(DATASETS[setup_name], seed)
-             if (not only or name in only) and (not args.seeds or seed in {int(x) for x in args.seeds.split(",")})]
+             if (not only or name in only) and (not only_seeds or seed in only_seeds)]
     # Runs already there are skipped here, not in a worker: a fresh process per task costs seconds of imports.
     tasks = [t for t in tasks if not (t[4] / f"{t[1]}__{t[0]}__s{t[3]}.json").is_file()]
     print(f"{len(tasks)} runs to train", flush=True)

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 from benchmarks.photo_folder import make_photo_folder  # noqa: E402
 from deeprecipe import api  # noqa: E402
 from deeprecipe.config import resolve_config  # noqa: E402
+from deeprecipe.utils import write_json  # noqa: E402
 
 
 def train_once(folder: Path, seed: int, stem: bool, out: Path, epochs: int | None = None) -> dict:
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
                 runs.append(train_once(folder, seed, stem, Path(tmp) / f"run-{stem}-{seed}", args.epochs))
                 print(json.dumps(runs[-1]), flush=True)
                 if args.json:
-                    args.json.write_text(json.dumps({"files": args.files, "classes": args.classes, "runs": runs}, indent=1))
+                    write_json(args.json, {"files": args.files, "classes": args.classes, "runs": runs})
     for stem in (True, False):
         mine = [r for r in runs if r["stem"] is stem]
         if not mine:

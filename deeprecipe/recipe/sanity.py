@@ -220,8 +220,8 @@ def check_overfit(session: Session, model: nn.Module, samples: int = 50, steps: 
     except DeepRecipeError as err:
         return Check(name, False, err.message, err.fix or "")
     trainer.lr_at = lambda step: session.cfg.optim.lr  # constant: the schedule would warm up / anneal
-    base_target = target
-    target += smoothed_loss_floor(session.cfg.regularize.label_smoothing, len(session.data.classes))
+    floor = smoothed_loss_floor(session.cfg.regularize.label_smoothing, len(session.data.classes))
+    target += floor
     trainer.model.train()
     first = loss_value = float("nan")
     for step in range(steps):
@@ -236,7 +236,7 @@ def check_overfit(session: Session, model: nn.Module, samples: int = 50, steps: 
             break
     ok = math.isfinite(loss_value) and loss_value < target
     return Check(name, ok, f"loss {first:.3f} → {loss_value:.4f} in {step + 1} steps (target < {target:.4g}"
-                 + (", the label smoothing's floor included)" if target != base_target else ")"),
+                 + (", the label smoothing's floor included)" if floor else ")"),
                  "" if ok else "the model cannot memorise a handful of images: check optim.lr is not 0 or tiny, "
                  "that parameters are trainable, and that labels match images; try `deeprecipe lr-find`")
 
