@@ -10,7 +10,8 @@ band is every grid rate whose mean final val accuracy is within one standard err
 HELD_OUT setups were added after the methods were chosen on the others and are counted apart. Then, per seed, the range test (`lr-find`, its own reading
 and fastai's `valley` and `minimum` readings of the same curve) and the short-runs method (`lr-find --method
 short-runs`) suggest a rate. A suggestion is in the band when it lies between the band's lowest and highest
-grid rate, widened by half a grid step (a factor √3) on each side. Prints a markdown table: in-band share and
+grid rate, widened half-way to the next grid rate on each side (it rounds to a band rate). `--refine FROM`
+adds rates beside each band down to quarter-decade steps. Prints a markdown table: in-band share and
 seed-to-seed spread (largest / smallest suggestion) per method.
 """
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from deeprecipe.utils import write_json
 
 GRID = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1]
 OPTIMS = {"sgd": ["optim.name=sgd", "optim.momentum=0.9"], "adamw": ["optim.name=adamw"]}
@@ -76,6 +79,46 @@ def best_band(accs: dict[float, list[float]]) -> tuple[float, float]:
     se = float(np.std(accs[best], ddof=1) / math.sqrt(len(accs[best]))) if len(accs[best]) > 1 else 0.0
     band = [lr for lr, m in means.items() if m >= means[best] - se]
     return min(band), max(band)
+
+
+def band_edges(rates, band: tuple[float, float]) -> tuple[float, float]:
+    """The band widened to half-way (in log lr) to the next grid rate outside it on each side — on a half-decade
+    grid a factor of about √3, on a refined one less; past the grid's end, by half the last step. A suggestion
+    inside these edges rounds to a band rate."""
+    grid = sorted(float(r) for r in rates)
+    lo, hi = grid.index(float(band[0])), grid.index(float(band[1]))
+    below = grid[lo - 1] if lo > 0 else grid[lo] ** 2 / grid[lo + 1]
+    above = grid[hi + 1] if hi + 1 < len(grid) else grid[hi] ** 2 / grid[hi - 1]
+    return math.sqrt(below * grid[lo]), math.sqrt(grid[hi] * above)
+
+
+def in_band(value: float, rates, band: tuple[float, float]) -> bool:
+    low, high = band_edges(rates, band)
+    return low <= value <= high
+
+
+def refine_grid(accs: dict[float, list[float]], run, seeds: int, finest: float = 10 ** 0.26,
+                most: int = 3) -> dict[float, list[float]]:
+    """Add the geometric midpoint between each band rate and its grid neighbours until they are at most a
+    quarter decade apart (`finest`): a half-decade grid cannot tell a band of one rate from one three times
+    as wide, and the suggestions are read to well within that."""
+    for _ in range(most):
+        grid = sorted(accs)
+        lo, hi = best_band(accs)
+        new = set()
+        for i, rate in enumerate(grid):
+            if not lo <= rate <= hi:
+                continue
+            for j in (i - 1, i + 1):
+                if 0 <= j < len(grid) and max(rate, grid[j]) / min(rate, grid[j]) > finest:
+                    new.add(float(f"{math.sqrt(rate * grid[j]):.2g}"))
+        new -= set(accs)
+        if not new:
+            break
+        for rate in sorted(new):
+            accs[rate] = [run(rate, s) for s in range(seeds)]
+            print(f"  {rate:g}: {np.mean(accs[rate]):.4f}", flush=True)
+    return accs
 
 
 def fastai_valley(lrs: list[float], losses: list[float]) -> float:
@@ -139,11 +182,30 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "lr_calibration.json")
     p.add_argument("--bracket", action="store_true",
                    help="extend stored grids whose best rate is the highest one (then --redo-short-runs if given)")
+    p.add_argument("--refine", type=Path, metavar="FROM",
+                   help="copy the stored grids of FROM into --out and add rates between the band and its "
+                        "neighbours down to quarter-decade steps")
     p.add_argument("--redo-short-runs", action="store_true",
                    help="only run the short-runs method again on the stored grids (after it changed)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if args.refine:
+        source = json.loads(args.refine.read_text())
+        for setup in args.setups.split(","):
+            for opt, opt_overrides in OPTIMS.items():
+                key = f"{setup}/{opt}"
+                if key not in source or key in results:
+                    continue
+                r, base = source[key], setup_overrides(setup) + opt_overrides
+                run = lambda lr, s: final_val_acc(base + [f"optim.lr={lr:g}", f"train.seed={s}"])
+                print(key, flush=True)
+                accs = refine_grid({float(k): v for k, v in r["accs"].items()}, run, len(next(iter(r["accs"].values()))))
+                results[key] = {**r, "accs": {str(k): v for k, v in accs.items()}, "band": best_band(accs)}
+                print(key, results[key]["band"], flush=True)
+                write_json(args.out, results)
+        print(markdown(results))
+        return
     if args.bracket:
         for setup in args.setups.split(","):
             for opt, opt_overrides in OPTIMS.items():
@@ -194,7 +256,7 @@ def markdown(results: dict) -> str:
         cells = []
         for m in methods:
             vals = [v for v in (_stored(s, m) for s in r["suggestions"]) if v]
-            inside = [lo / math.sqrt(3) <= v <= hi * math.sqrt(3) for v in vals]
+            inside = [in_band(v, r["accs"], (lo, hi)) for v in vals]
             score["held out" if key.split("/")[0] in HELD_OUT else "chosen on"][m] += inside
             spread = max(vals) / min(vals) if vals else float("nan")
             cells.append(", ".join(f"{v:.2g}" for v in vals) + f" ({sum(inside)}/{len(r['suggestions'])} in, ×{spread:.1f})")

@@ -5,8 +5,8 @@
 `benchmarks/lr_calibration.py` keeps every range test's curve and every short-runs candidate's loss fall
 beside the grid of short full runs. This script applies several readings of those same curves — deeprecipe's,
 the loss minimum itself and fractions of it, the steepest fall, fastai's `valley` — and prints, per reading, how
-many suggestions fall in the best band (widened by half a grid step, √3, each side, as the calibration
-counts) and the seed-to-seed spread (largest / smallest suggestion) of each setup. Its last row is the ceiling
+many suggestions fall in the best band (widened half-way to the next grid rate on each side, as the
+calibration counts) and the seed-to-seed spread (largest / smallest suggestion) of each setup. Its last row is the ceiling
 for any reading of one seed's tests: each seed's own grid of full runs, read by the accuracy the band is made of.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.lr_calibration import HELD_OUT, fastai_valley
+from benchmarks.lr_calibration import HELD_OUT, fastai_valley, in_band
 from deeprecipe.recipe.lr_find import suggest_lr
 from deeprecipe.recipe.lr_methods import vertex_lr
 
@@ -86,7 +86,7 @@ def score(results: dict) -> tuple[list[str], dict[str, dict[str, tuple[int, int,
             row[ONE_SEED_GRID] = pick
         for name in per_seed[0]:
             vals = [r[name] for r in per_seed if r[name]]
-            inside = sum(lo / math.sqrt(3) <= v <= hi * math.sqrt(3) for v in vals)
+            inside = sum(in_band(v, results[key]["accs"], (lo, hi)) for v in vals)
             spread = max(vals) / min(vals) if vals else float("nan")
             table.setdefault(name, {})[key] = (inside, len(per_seed), spread)
     return setups, table

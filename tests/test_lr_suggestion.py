@@ -220,3 +220,49 @@ def test_the_one_seed_ceiling_reads_each_seeds_own_best_full_run():
     accs = {"0.01": [0.90, 0.80, 0.95], "0.1": [0.85, 0.90, 0.95], "1.0": [0.10, 0.10]}
     assert one_seed_grid(accs) == [0.01, 0.1]  # seed 2 is missing at 1.0: only the seeds every rate has
     assert one_seed_grid({"0.01": [0.9], "0.1": [0.9]}) == [0.1]  # a tie goes to the higher rate
+
+
+def test_a_suggestion_is_in_the_band_when_it_rounds_to_a_band_rate():
+    from benchmarks.lr_calibration import band_edges, in_band
+    grid = [0.01, 0.03, 0.1, 0.3]
+    low, high = band_edges(grid, (0.03, 0.03))
+    assert low == pytest.approx(math.sqrt(0.01 * 0.03)) and high == pytest.approx(math.sqrt(0.03 * 0.1))
+    assert in_band(0.052, grid, (0.03, 0.03)) and not in_band(0.056, grid, (0.03, 0.03))  # 0.056 is nearer 0.1
+    top_low, top_high = band_edges(grid, (0.3, 0.3))  # past the grid's end: half the last step
+    assert top_high == pytest.approx(0.3 * math.sqrt(3)) and top_low == pytest.approx(math.sqrt(0.1 * 0.3))
+    refined = [0.01, 0.03, 0.055, 0.1, 0.3]
+    assert not in_band(0.052, refined, (0.1, 0.1)) and in_band(0.08, refined, (0.1, 0.1))
+
+
+def test_refining_a_grid_adds_rates_beside_the_band_until_a_quarter_decade_apart():
+    from benchmarks.lr_calibration import best_band, refine_grid
+    truth = lambda lr: 0.9 - 0.1 * abs(math.log10(lr) - math.log10(0.07))  # best near 0.07, between grid rates
+    trained = []
+    run = lambda lr, seed: trained.append(lr) or truth(lr) + 0.001 * seed
+    accs = {lr: [run(lr, s) for s in range(3)] for lr in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)}
+    trained.clear()
+    refine_grid(accs, run, seeds=3)
+    added = sorted(set(trained))
+    assert added and all(len(accs[lr]) == 3 for lr in added) and 0.055 in added
+    lo, hi = best_band(accs)
+    grid = sorted(accs)
+    for edge in (lo, hi):  # every band rate's neighbours are now at most a quarter decade away
+        i = grid.index(edge)
+        assert all(max(edge, grid[j]) / min(edge, grid[j]) <= 10 ** 0.26 for j in (i - 1, i + 1) if 0 <= j < len(grid))
+    assert 0.001 not in added and len(added) <= 4  # only beside the band
+
+
+def test_the_refined_grids_keep_every_stored_rate_and_their_bands_follow_from_them():
+    """benchmarks/results/lr_calibration-refined.json (docs/recipe.md's finer-grid table) holds the stored grids
+    with rates added, the same suggestions, and bands that are the one-standard-error bands of its grids."""
+    import json
+    from pathlib import Path
+    from benchmarks.lr_calibration import best_band
+    results = Path(__file__).parents[1] / "benchmarks" / "results"
+    coarse = json.loads((results / "lr_calibration.json").read_text())
+    fine = json.loads((results / "lr_calibration-refined.json").read_text())
+    assert set(fine) == set(coarse)
+    for key, r in fine.items():
+        assert set(coarse[key]["accs"]) < set(r["accs"]), key
+        assert r["suggestions"] == coarse[key]["suggestions"]
+        assert tuple(r["band"]) == best_band({float(k): v for k, v in r["accs"].items()})
