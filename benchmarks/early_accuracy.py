@@ -84,7 +84,7 @@ def run_candidate(overrides: list[str], seed: int, threads: int, data: str, stop
         tests.start()
         trainer.fit()
         history = tests.history
-    return {"seed": seed, "history": history, "batch_size": cfg.train.batch_size, "epochs": cfg.train.epochs,
+    return {"seed": seed, "history": history, "batch_size": session.cfg.train.batch_size, "epochs": cfg.train.epochs,
             "train_images": session.data.sizes()["train"]}
 
 

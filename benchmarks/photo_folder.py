@@ -6,7 +6,9 @@ landscape) scaled to a random size in a megapixel range and saved as a JPEG. Not
 """
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -67,3 +69,20 @@ def make_photo_folder(root: str | Path, files: int = 1000, classes: int = 4, meg
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # PIL releases the GIL while encoding
         list(pool.map(lambda j: _one(*j), jobs))
     return root
+
+
+def runs_over_seeds(files: int, classes: int, seeds, variants, train_once, json_path: Path | None = None) -> list[dict]:
+    """Build a folder of `files` JPEGs (1–3 MP) in `classes` classes in a temporary directory and call
+    `train_once(folder, seed, variant, run_dir)` for each seed × variant, in that order; print each result as a
+    JSON line and, with `json_path`, rewrite every result so far after each run (a long benchmark keeps its rows)."""
+    from deeprecipe.utils import write_json
+    runs: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = make_photo_folder(Path(tmp) / "photos", files=files, classes=classes, megapixels=(1.0, 3.0), seed=1)
+        for seed in seeds:
+            for variant in variants:
+                runs.append(train_once(folder, seed, variant, Path(tmp) / f"run-{variant}-{seed}"))
+                print(json.dumps(runs[-1]), flush=True)
+                if json_path:
+                    write_json(json_path, {"files": files, "classes": classes, "runs": runs})
+    return runs

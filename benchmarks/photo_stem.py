@@ -12,17 +12,14 @@ the product's own training loop in the same process order, so the ratio is the r
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's deeprecipe, not an installed one
-from benchmarks.photo_folder import make_photo_folder  # noqa: E402
+from benchmarks.photo_folder import runs_over_seeds  # noqa: E402
 from deeprecipe import api  # noqa: E402
 from deeprecipe.config import resolve_config  # noqa: E402
-from deeprecipe.utils import write_json  # noqa: E402
 
 
 def train_once(folder: Path, seed: int, stem: bool, out: Path, epochs: int | None = None) -> dict:
@@ -44,16 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stem-only", action="store_true", help="only the runs with the stem")
     args = ap.parse_args(argv)
     api.write_report_safely = lambda *a, **k: None  # the report is not training
-    runs: list[dict] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = make_photo_folder(Path(tmp) / "photos", files=args.files, classes=args.classes,
-                                   megapixels=(1.0, 3.0), seed=1)
-        for seed in args.seeds:
-            for stem in (True,) if args.stem_only else (True, False):
-                runs.append(train_once(folder, seed, stem, Path(tmp) / f"run-{stem}-{seed}", args.epochs))
-                print(json.dumps(runs[-1]), flush=True)
-                if args.json:
-                    write_json(args.json, {"files": args.files, "classes": args.classes, "runs": runs})
+    runs = runs_over_seeds(args.files, args.classes, args.seeds, (True,) if args.stem_only else (True, False),
+                           lambda folder, seed, stem, out: train_once(folder, seed, stem, out, args.epochs), args.json)
     for stem in (True, False):
         mine = [r for r in runs if r["stem"] is stem]
         if not mine:

@@ -32,6 +32,7 @@ from deeprecipe.config import resolve_config  # noqa: E402
 from deeprecipe.data.sources import load_source
 from deeprecipe.data.split import split_indices
 from deeprecipe.models import create_model
+from deeprecipe.train.budget import auto_batch_size
 
 
 class DigitImages(Dataset):
@@ -49,11 +50,12 @@ class DigitImages(Dataset):
         return self.transform(self.images[i]), self.labels[i]
 
 
-def build_loaders(batch_size: int, workers: int, limit: int | None, seed: int):
+def build_loaders(batch_size: int | None, workers: int, limit: int | None, seed: int, epochs: int):
     ds = load_source("builtin:mnist5k")
     x, y = ds.images[:, 0].numpy(), ds.labels.numpy()
     parts = split_indices(y, 0.1, 0.2, seed)  # the default split: 3500 / 500 / 1000, stratified
     parts = limit_parts(parts, limit)
+    batch_size = batch_size or auto_batch_size(len(parts["train"]), epochs)  # deeprecipe's default for this split
     train_x = x[parts["train"]].astype(np.float64) / 255.0
     mean, std = float(train_x.mean()), float(train_x.std())
     normalize = transforms.Normalize((mean,), (std,))
@@ -86,14 +88,14 @@ def accuracy(model: nn.Module, loader: DataLoader) -> float:
 DEFAULTS = resolve_config(None, [])
 
 
-def train(epochs: int = DEFAULTS.train.epochs, batch_size: int = DEFAULTS.train.batch_size,
+def train(epochs: int = DEFAULTS.train.epochs, batch_size: int | None = DEFAULTS.train.batch_size,
           lr: float = DEFAULTS.optim.lr, weight_decay: float = DEFAULTS.optim.weight_decay, seed: int = 0,
           workers: int = 0, limit: int | None = None, threads: int | None = None, eval_test_every_epoch: bool = True,
           label_smoothing: float = DEFAULTS.regularize.label_smoothing) -> dict:
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    train_loader, val_loader, test_loader = build_loaders(batch_size, workers, limit, seed)
+    train_loader, val_loader, test_loader = build_loaders(batch_size, workers, limit, seed, epochs)
     model = create_model("convnet", num_classes=10, in_chans=1)
     optimizer = build_optimizer(model, lr, weight_decay)
     # deeprecipe's one-cycle: rise 1/25 → 1 over the first 25% (cosine), fall to 1/(25·1e4); no momentum cycling.
@@ -130,7 +132,7 @@ def train(epochs: int = DEFAULTS.train.epochs, batch_size: int = DEFAULTS.train.
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=DEFAULTS.train.epochs)
-    ap.add_argument("--batch-size", type=int, default=DEFAULTS.train.batch_size)
+    ap.add_argument("--batch-size", type=int, default=DEFAULTS.train.batch_size, help="default: deeprecipe's for the split")
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--limit", type=int, default=None, help="use only the first N images of each split (smoke tests)")
     ap.add_argument("--threads", type=int, default=None)

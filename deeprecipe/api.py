@@ -25,6 +25,7 @@ from .errors import DeepRecipeError
 from .labelling.pseudo import fit_with_pseudo_labels
 from .loaded import LoadedRun, load_run
 from .session import PreparedData, Session, count_params, load_dataset, new_run_dir, prepare_data
+from .train.budget import FEW_STEPS, few_steps_note  # noqa: F401  (FEW_STEPS: part of the API)
 from .train.checkpoint import load_checkpoint, resolve_checkpoint
 from .train.distributed import broadcast_str, shutdown
 from .train.metrics import classification_summary, topk_correct
@@ -38,24 +39,6 @@ def _as_config(config: Config | dict | str | Path | None, overrides: list[str] |
     if isinstance(config, (str, Path)):
         return resolve_config(str(config), overrides)
     return resolve_config(None, overrides, base=config or {})
-
-
-FEW_STEPS = 100  # optimizer steps in a whole run below which batch-norm statistics and the schedule barely settle
-
-
-def few_steps_note(batches_per_epoch: int, epochs: int, batch_size: int) -> str:
-    """A one-line warning for a run of very few optimizer steps (a small folder at the default batch), with a
-    batch size and an epoch count that would give it FEW_STEPS ('' when it has enough)."""
-    steps = batches_per_epoch * epochs
-    if steps >= FEW_STEPS or steps == 0:
-        return ""
-    smaller = batch_size
-    while smaller > 8 and steps * batch_size // smaller < FEW_STEPS:
-        smaller //= 2
-    longer = -(-FEW_STEPS // batches_per_epoch)
-    return (f"this run takes only {steps} optimizer steps ({batches_per_epoch} per epoch × {epochs} epochs): "
-            f"batch-norm statistics and the lr schedule need more — try train.batch_size={smaller} or "
-            f"train.epochs={longer}")
 
 
 def train(config: Config | dict | str | Path | None = None, out: str | Path | None = None,
@@ -80,7 +63,7 @@ def train(config: Config | dict | str | Path | None = None, out: str | Path | No
         run_dir = None
         if session.dist.is_main:
             run_dir = new_run_dir(cfg, out)
-            atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
+            atomic_write_text(run_dir / "config.yaml", session.cfg.to_yaml())  # the batch size resolved
         run_dir = Path(broadcast_str(str(run_dir) if run_dir else None, session.dist))
     if resume and cfg.data.unlabeled:
         raise DeepRecipeError(f"--resume {run_dir}: pseudo-label runs (data.unlabeled) cannot be resumed",
@@ -89,7 +72,7 @@ def train(config: Config | dict | str | Path | None = None, out: str | Path | No
         sizes = session.data.sizes()
         note(f"data {cfg.data.spec}: {len(session.data.classes)} classes, train {sizes['train']} / val {sizes['val']} / "
              f"test {sizes['test']}, input {'×'.join(map(str, session.data.input_shape))}; model {cfg.model.name} "
-             f"({session.params:,} params) on {session.device.type} {session.precision}"
+             f"({session.params:,} params), batch {session.cfg.train.batch_size}, on {session.device.type} {session.precision}"
              f"{' channels_last' if session.channels_last else ''}, {session.threads} thread"
              f"{'s' if session.threads != 1 else ''}")
     t0 = time.perf_counter()
@@ -99,7 +82,7 @@ def train(config: Config | dict | str | Path | None = None, out: str | Path | No
     else:
         trainer = session.make_trainer(run_dir, show_progress=show_progress)
         if show_progress and not resume:
-            advice = few_steps_note(len(trainer.train_loader), cfg.train.epochs, cfg.train.batch_size)
+            advice = few_steps_note(len(trainer.train_loader), cfg.train.epochs, session.cfg.train.batch_size)
             if advice:
                 note(advice)
         if resume:
@@ -147,8 +130,8 @@ def train_protocol(cfg: Config, out: str | Path | None = None, show_progress: bo
                 note(f"{names[-1]}: finished before, test_acc {finished['test_acc']:.4f}")
             continue
         sub.mkdir(exist_ok=True)
-        atomic_write_text(sub / "config.yaml", cfg.to_yaml())
         session = Session.create(cfg, PreparedData.from_splits(ds, splits, pretrained=cfg.model.pretrained))
+        atomic_write_text(sub / "config.yaml", session.cfg.to_yaml())  # the fold's batch size resolved
         trainer = session.make_trainer(sub, show_progress=show_progress)
         if resume and (sub / "checkpoints" / "last.pt").is_file():
             trainer.resume_from(sub / "checkpoints" / "last.pt")

@@ -140,7 +140,8 @@ class RegularizeConfig(_Section):
 
 class TrainConfig(_Section):
     epochs: int = Field(8, ge=1)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int | None = Field(None, ge=1, description="training images a step (per process); default: 64, or 32 "
+                                                        "or 16 where 64 would give the run under 100 optimizer steps")
     eval_batch_size: int = Field(512, ge=1)
     seed: int = 0
     deterministic: bool = False

@@ -27,6 +27,7 @@ from .errors import DeepRecipeError
 from .models import create_model
 from .runtime import check_compile_toolchain, pick_channels_last, pick_device, pick_precision, seed_everything, set_threads
 from .tblog import attach_tensorboard
+from .train.budget import auto_batch_size
 from .train.checkpoint import load_run_checkpoint
 from .train.diagnose import diagnose
 from .train.distill import DistillTrainer
@@ -80,12 +81,14 @@ class PreparedData:
     def loader(self, name: str, cfg: Config, device: torch.device, train: bool = False,
                channels_last: bool = False, augment: bool | None = None, **kw) -> TensorLoader:
         images, labels = self.part(name)
+        batch = ((cfg.train.batch_size or auto_batch_size(len(self.splits["train"]), cfg.train.epochs)) if train
+                 else cfg.train.eval_batch_size)  # a config that did not pass through Session.create: the default
         augmenting = train if augment is None else augment
         pipeline = (build_pipeline(cfg.data.augment, len(self.classes), fit_images=lambda: self.part("train")[0])
                     if augmenting else None)
         if augmenting and self.ds.stored is not None:  # a photo folder under data.resize=crop
             return CropLoader(self.ds.stored, torch.from_numpy(self.splits[name]).long(), labels,
-                              cfg.train.batch_size if train else cfg.train.eval_batch_size, self.mean, self.std,
+                              batch, self.mean, self.std,
                               size=images.shape[-1], scale=cfg.data.crop_scale, ratio=cfg.data.crop_ratio,
                               shuffle=train, augment=pipeline, device=device, seed=cfg.train.seed,
                               channels_last=channels_last, **kw)
@@ -93,9 +96,18 @@ class PreparedData:
             loader_cls, kw = StreamLoader, {"workers": cfg.data.workers, **kw}
         else:
             loader_cls = TensorLoader
-        return loader_cls(images, labels, cfg.train.batch_size if train else cfg.train.eval_batch_size,
-                          self.mean, self.std, shuffle=train, augment=pipeline, device=device,
+        return loader_cls(images, labels, batch, self.mean, self.std, shuffle=train, augment=pipeline, device=device,
                           seed=cfg.train.seed, drop_last=False, channels_last=channels_last, **kw)
+
+
+def with_batch_size(cfg: Config, train_images: int, world_size: int = 1) -> Config:
+    """`cfg` itself when it names a batch size, else a copy with the default for this training set
+    (`train.budget.auto_batch_size`), so that every trainer, saved config and summary holds the number used."""
+    if cfg.train.batch_size is not None:
+        return cfg
+    resolved = cfg.model_copy(deep=True)
+    resolved.train.batch_size = auto_batch_size(train_images, cfg.train.epochs, world_size)
+    return resolved
 
 
 def load_dataset(cfg: Config) -> ImageSet:
@@ -195,6 +207,7 @@ class Session:
         if cfg.train.compile:
             check_compile_toolchain(device)  # before any work, not at the first step
         data = data or prepare_data(cfg)
+        cfg = with_batch_size(cfg, data.sizes()["train"], dist.world_size)
         probe = create_model(cfg.model.name, num_classes=len(data.classes), in_chans=data.input_shape[0],
                              input_size=data.input_shape[1], **cfg.model.knobs())
         precision = pick_precision(cfg.train.precision, device)

@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+import yaml
 import torch
 from torchvision.io import write_png
 
@@ -219,7 +220,7 @@ def test_five_fold_cv_reports_mean_std(tmp_path, mnist_arrays, capsys):
     x, y = _slice(mnist_arrays, 15)
     np.savez(tmp_path / "d.npz", x=x, y=y)
     code = main(["train", "--data", f"npz:{tmp_path / 'd.npz'}", "--epochs", "1", "--out", str(tmp_path / "run"),
-                 "--set", "data.folds=5", *[a for o in TINY_MODEL for a in ("--set", o)]])
+                 "--set", "data.folds=5", *[a for o in TINY_MODEL if "batch_size" not in o for a in ("--set", o)]])
     assert code == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["protocol"] == "5-fold CV" and [r["run"] for r in summary["runs"]] == [f"fold{i}" for i in range(1, 6)]
@@ -227,6 +228,8 @@ def test_five_fold_cv_reports_mean_std(tmp_path, mnist_arrays, capsys):
         sub = json.loads((tmp_path / "run" / f"fold{i}" / "summary.json").read_text())
         assert sub["test_acc"] == summary["metrics"]["test_acc"]["values"][i - 1]
         assert sub["sizes"]["test"] == 30
+        fold_cfg = yaml.safe_load((tmp_path / "run" / f"fold{i}" / "config.yaml").read_text())
+        assert fold_cfg["train"]["batch_size"] == 16  # the default resolved for the fold's ~100 training images
     acc = summary["metrics"]["test_acc"]["values"]
     assert summary["metrics"]["test_acc"]["mean"] == pytest.approx(np.mean(acc))
     assert summary["metrics"]["test_acc"]["std"] == pytest.approx(np.std(acc, ddof=1))

@@ -89,7 +89,7 @@ def test_training_batches_are_random_resized_crops(tmp_path, photos):
     data = prepare_data(cfg)
     assert data.input_shape == (3, 32, 32) and data.ds.stored.shape[1:] == (3, 36, 36)
     train = data.loader("train", cfg, torch.device("cpu"), train=True)
-    (x1, y1), = [next(iter(train))]
+    (x1, _), = [next(iter(train))]
     assert x1.shape[1:] == (3, 32, 32)
     train.set_epoch(1)
     x2, _ = next(iter(train))

@@ -1,5 +1,4 @@
 """Property-based: no config value or CLI argument produces a traceback — only DeepRecipeError / exit 2."""
-import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from deeprecipe import cli

@@ -5,7 +5,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from deeprecipe.api import evaluate, predict, train
@@ -166,6 +165,7 @@ def test_a_run_of_very_few_steps_says_so_with_a_batch_and_epochs_that_would_do(t
     assert "only 32 optimizer steps" in advice and "train.batch_size=16" in advice and "train.epochs=25" in advice
     assert 4 * 8 * 64 // 16 >= FEW_STEPS and 4 * 25 >= FEW_STEPS  # either change reaches the floor
     assert few_steps_note(55, 8, 64) == ""  # the built-in default run: 440 steps
+    assert "batch_size" not in few_steps_note(2, 8, 8) and "train.epochs=50" in few_steps_note(2, 8, 8)  # no smaller batch
     # and a real tiny run prints it
     from deeprecipe.cli import main
     code = main(["train", "--set", "data.spec=builtin:digits", "--set", "train.epochs=1", "--set", "train.batch_size=256",
@@ -173,3 +173,26 @@ def test_a_run_of_very_few_steps_says_so_with_a_batch_and_epochs_that_would_do(t
     assert code == 0
     captured = capsys.readouterr()
     assert "optimizer steps" in captured.out + captured.err
+
+
+def test_the_default_batch_size_keeps_a_small_training_set_above_a_hundred_steps():
+    from deeprecipe.train.budget import FEW_STEPS, auto_batch_size, steps_per_epoch
+    assert auto_batch_size(3500, 8) == 64  # the built-in MNIST subset: 55 steps an epoch at 64
+    assert auto_batch_size(210, 8) == 16 and steps_per_epoch(210, 16) * 8 >= FEW_STEPS  # 210 photos: 32 steps at 64
+    assert auto_batch_size(420, 8) == 32 and steps_per_epoch(420, 64) * 8 < FEW_STEPS <= steps_per_epoch(420, 32) * 8
+    assert auto_batch_size(50, 2) == 16  # nothing reaches the floor: the smallest, and train warns
+    assert auto_batch_size(420, 8, world_size=2) == 16  # under torchrun each process sees half the images
+
+
+def test_an_unset_batch_size_is_resolved_once_and_saved_with_the_run(tmp_path, mnist_npz):
+    from deeprecipe import api
+    from deeprecipe.config import resolve_config
+    from deeprecipe.loaded import load_run
+    small = [f"data.spec={mnist_npz(20)}", "train.epochs=2", "model.widths=[4,8]"]
+    api.train(resolve_config(None, small), out=tmp_path / "auto", show_progress=False, write_report=False)
+    saved = resolve_config(str(tmp_path / "auto" / "config.yaml"))
+    assert saved.train.batch_size == 16  # 140 training digits, 2 epochs: 64 would be 6 steps
+    assert load_run(tmp_path / "auto").cfg.train.batch_size == 16  # the checkpoint's config: what the trainer used
+    explicit = api.train(resolve_config(None, small + ["train.batch_size=64"]), out=tmp_path / "set", show_progress=False,
+                         write_report=False)
+    assert resolve_config(str(tmp_path / "set" / "config.yaml")).train.batch_size == 64 and explicit

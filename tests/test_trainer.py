@@ -358,7 +358,7 @@ def test_compiled_training_matches_eager(tmp_path, mnist_small_npz, monkeypatch)
     """train.compile=true (torch.compile of the forward) trains to the same numbers as eager mode."""
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # a cold compile, as on a new machine
     common = [f"data.spec={mnist_small_npz}", "train.epochs=2", "model.widths=[16,32]", "optim.lr=0.02", "model.convs=1",
-              "train.threads=1", "train.deterministic=true"]
+              "train.threads=1", "train.deterministic=true", "train.batch_size=64"]
     eager = train(None, out=tmp_path / "eager", overrides=common, show_progress=False)
     compiled = train(None, out=tmp_path / "compiled", overrides=[*common, "train.compile=true"], show_progress=False)
     assert compiled["test_loss"] == pytest.approx(eager["test_loss"], abs=1e-3)

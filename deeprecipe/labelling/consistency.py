@@ -47,7 +47,7 @@ class ConsistencyTrainer(Trainer):
         super().__init__(model, cfg, *args, **kw)
         p = cfg.pseudo
         classes = len(self.meta["classes"])
-        self.views = TwoViews(unlabeled, max(1, round(p.ratio * cfg.train.batch_size)), self.meta["mean"],
+        self.views = TwoViews(unlabeled, max(1, round(p.ratio * self.train_loader.batch_size)), self.meta["mean"],
                               self.meta["std"], build_pipeline(cfg.data.augment, classes),
                               build_pipeline(p.strong_augment, classes), self.device, cfg.train.seed,
                               self.train_loader.channels_last, rank=self.dist.rank)
