@@ -242,3 +242,20 @@ def test_warp_is_silent():
         warnings.simplefilter("error")
         for mode in ("bilinear", "nearest"):
             B.warp(img, B.affine_theta(torch.tensor([20.0, -5.0])), mode=mode)
+
+
+def test_random_resized_crop_is_torchvisions_resized_crop_of_each_drawn_box():
+    from deeprecipe.data.resize import random_crop_boxes, random_resized_crop
+    images = torch.rand(6, 3, 40, 30, generator=torch.Generator().manual_seed(2))
+    scale, ratio = (0.08, 1.0), (3 / 4, 4 / 3)
+    boxes = random_crop_boxes(6, 40, 30, scale, ratio, torch.Generator().manual_seed(5))
+    out = random_resized_crop(images, (16, 12), scale, ratio, torch.Generator().manual_seed(5))
+    for img, crop, (top, left, h, w) in zip(images, out, boxes):
+        assert 0 <= top <= 40 - h and 0 <= left <= 30 - w and h >= 1 and w >= 1  # inside the image
+        want = TF.resized_crop(img, top, left, h, w, [16, 12], antialias=False)
+        assert torch.allclose(crop, want, atol=1e-5)
+    many = random_crop_boxes(4000, 100, 100, scale, ratio, torch.Generator().manual_seed(0))
+    areas = torch.tensor([h * w / 1e4 for _, _, h, w in many])
+    assert 0.07 <= float(areas.min()) and float(areas.max()) <= 1.0 and 0.4 < float(areas.mean()) < 0.6
+    lefts = torch.tensor([left / (100 - w) for _, left, _, w in many if w < 100])
+    assert 0.4 < float(lefts.mean()) < 0.6  # positions spread over where the box fits, not stuck at a corner

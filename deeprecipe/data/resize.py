@@ -55,20 +55,30 @@ def centre_view(stored: torch.Tensor, image_size: int) -> torch.Tensor:
     return stored[:, :, o:o + image_size, o:o + image_size]
 
 
-def random_resized_crop(x: torch.Tensor, size: int | tuple[int, int], scale: tuple[float, float], ratio: tuple[float, float],
-                        g: torch.Generator) -> torch.Tensor:
-    """Per-sample random-resized crops of a float batch (B, C, S, S) to (B, C, size, size): one affine_grid
-    and one grid_sample for the batch. Area fraction ∈ scale, aspect (w/h) log-uniform in ratio, clipped to the
-    image, position uniform over where the crop fits — torchvision's RandomResizedCrop without its retry loop."""
-    b, dev = x.shape[0], x.device
-    area = uniform(*scale, b, g, dev)
-    r = torch.exp(uniform(math.log(ratio[0]), math.log(ratio[1]), b, g, dev))
+def random_crop_boxes(n: int, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
+                      g: torch.Generator, device=None) -> list[tuple[int, int, int, int]]:
+    """`n` random (top, left, height, width) pixel boxes: area fraction ∈ scale, aspect (w/h) log-uniform in
+    ratio, clipped to the image, position uniform over where the box fits — torchvision's RandomResizedCrop
+    without its retry loop. Drawn on the generator's device, in one go for the batch."""
+    area = uniform(*scale, n, g, device)
+    r = torch.exp(uniform(math.log(ratio[0]), math.log(ratio[1]), n, g, device))
     w = torch.sqrt(area * r).clamp(max=1.0)        # fractions of the side
     h = torch.sqrt(area / r).clamp(max=1.0)
-    cx = (torch.rand(b, generator=g, device=dev) * 2 - 1) * (1 - w)
-    cy = (torch.rand(b, generator=g, device=dev) * 2 - 1) * (1 - h)
-    zero = torch.zeros(b, device=dev)
-    theta = torch.stack([torch.stack([w, zero, cx], 1), torch.stack([zero, h, cy], 1)], 1)
+    fx, fy = torch.rand(n, generator=g, device=device), torch.rand(n, generator=g, device=device)
+    box_w = (w * width).round().clamp(1, width)
+    box_h = (h * height).round().clamp(1, height)
+    left = (fx * (width - box_w + 1)).floor().clamp(max=width - box_w)
+    top = (fy * (height - box_h + 1)).floor().clamp(max=height - box_h)
+    return [tuple(map(int, b)) for b in torch.stack([top, left, box_h, box_w], 1).tolist()]
+
+
+def random_resized_crop(x: torch.Tensor, size: int | tuple[int, int], scale: tuple[float, float], ratio: tuple[float, float],
+                        g: torch.Generator) -> torch.Tensor:
+    """Per-sample random-resized crops of a float batch (B, C, H, W) to (B, C, size, size): integer boxes from
+    `random_crop_boxes`, each resized bilinearly (no antialias; torchvision's `resized_crop` of the same box).
+    One resize call per image, not one grid_sample for the batch: on a CPU the sampler's general gather ran
+    at a quarter of the resize's speed (1.8 vs 0.4 ms an image at 224 px) and was a third of a photo step."""
     out_h, out_w = (size, size) if isinstance(size, int) else size
-    grid = F.affine_grid(theta.to(x.dtype), [b, x.shape[1], out_h, out_w], align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    boxes = random_crop_boxes(x.shape[0], x.shape[-2], x.shape[-1], scale, ratio, g, x.device)
+    return torch.cat([F.interpolate(x[i:i + 1, :, t:t + h, l:l + w], size=(out_h, out_w), mode="bilinear",
+                                    align_corners=False) for i, (t, l, h, w) in enumerate(boxes)])
