@@ -25,7 +25,8 @@ from .data.stats import channel_stats
 from .data.stream import StreamLoader, open_streamed
 from .errors import DeepRecipeError
 from .models import create_model
-from .runtime import check_compile_toolchain, pick_channels_last, pick_device, pick_precision, seed_everything, set_threads
+from .runtime import (check_compile_toolchain, keep_large_blocks_in_the_heap, pick_channels_last, pick_device,
+                      pick_precision, seed_everything, set_threads)
 from .tblog import attach_tensorboard
 from .train.budget import auto_batch_size
 from .train.checkpoint import load_run_checkpoint
@@ -204,6 +205,8 @@ class Session:
         device = pick_device(cfg.train.device)
         dist = init_distributed(device.type)  # a no-op unless started by torchrun
         device = device_for(dist, device)
+        if device.type == "cpu":
+            keep_large_blocks_in_the_heap()
         if cfg.train.compile:
             check_compile_toolchain(device)  # before any work, not at the first step
         data = data or prepare_data(cfg)
