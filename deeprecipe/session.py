@@ -103,7 +103,7 @@ class PreparedData:
 
 def with_batch_size(cfg: Config, train_images: int, world_size: int = 1) -> Config:
     """`cfg` itself when it names a batch size, else a copy with the default for this training set
-    (`train.budget.auto_batch_size`), so that every trainer, saved config and summary holds the number used."""
+    (`train.budget.auto_batch_size`), so that every trainer, saved config.yaml and checkpoint holds the number used."""
     if cfg.train.batch_size is not None:
         return cfg
     resolved = cfg.model_copy(deep=True)
