@@ -23,6 +23,7 @@ from torchvision.transforms import v2  # noqa: E402
 
 from deeprecipe.augment import build_pipeline  # noqa: E402
 from deeprecipe.data.sources import load_source  # noqa: E402
+from deeprecipe.runtime import keep_large_blocks_in_the_heap  # noqa: E402
 
 def cases(size: int) -> dict:
     """name: (deeprecipe spec, torchvision per-image transform with the same settings) for `size`-px images."""
@@ -71,6 +72,8 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.device == "cpu":
+        keep_large_blocks_in_the_heap()  # as a training session does (both sides allocate in this process)
     dev = torch.device(args.device)
     images = make_images(args.batch, args.size)
     on_device = images.to(dev)
