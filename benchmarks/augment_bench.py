@@ -25,6 +25,7 @@ from deeprecipe.augment import build_pipeline  # noqa: E402
 from deeprecipe.data.sources import load_source  # noqa: E402
 from deeprecipe.runtime import keep_large_blocks_in_the_heap  # noqa: E402
 
+
 def cases(size: int) -> dict:
     """name: (deeprecipe spec, torchvision per-image transform with the same settings) for `size`-px images."""
     return {

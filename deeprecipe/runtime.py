@@ -149,8 +149,8 @@ def keep_large_blocks_in_the_heap() -> bool:
 
     glibc maps every block above its mmap threshold (≤ 32 MB) afresh and unmaps it when freed, so each training
     step at photo sizes page-faults its batch and activations in again: filling a new 38 MB batch of 64 images at
-    224 px took 55 ms, refilling one 6 ms, and training the default convnet at batch 64 ran at 69 images/s
-    against 109 with this (peak memory 1.74 → 1.94 GB; docs/performance.md). Returns whether it applied."""
+    224 px took 55 ms, refilling one 6 ms, and training the default convnet at batch 64 ran at 69–72 images/s
+    against 92–109 with this (peak memory 1.74 → 1.94 GB; docs/performance.md). Returns whether it applied."""
     try:
         import ctypes
         libc = ctypes.CDLL("libc.so.6")
