@@ -130,3 +130,36 @@ def test_a_model_thrown_to_uniform_guessing_in_its_first_epoch_is_unstable():
     result = verdict_of(record)
     assert result["verdict"] == "unstable", result
     assert any("epoch 1" in e and "chance" in e for e in result["evidence"]), result["evidence"]
+
+
+def test_a_constant_rate_run_that_ends_below_its_best_is_unstable():
+    # A real MNIST MLP at 10x its tuned AdamW rate under a constant rate: smooth training loss, val_acc 0.909 at
+    # epoch 7 and 0.862 at the end on 450 images. It used to read healthy.
+    record = next(r for r in load(CORPUS, "tune") if r["scenario"] == "lr_10x_high"
+                  and r["setup"] == "mnist-mlp" and r["seed"] == 3)
+    result = verdict_of(record)
+    assert result["verdict"] == "unstable", result
+    assert any("below its best" in e and "z = " in e for e in result["evidence"]), result["evidence"]
+    # The same curves ending after an annealed last epoch are what annealing settled on: not this rule.
+    annealed = [dict(row, lr=record["lr"] * (1.0 if i < len(record["history"]) - 1 else 0.01))
+                for i, row in enumerate(record["history"])]
+    assert diagnose(annealed, num_classes=10, val_images=450, schedule="cosine")["verdict"] != "unstable"
+
+
+def test_ending_a_few_images_below_the_best_is_noise_and_memorising_is_overfitting():
+    lr = [0.01] * 6
+    # 0.90 → 0.88 on 450 images: z = 1.0, within the noise of picking the best of six epochs.
+    history = _rows([1.5, 0.8, 0.6, 0.5, 0.45, 0.42], [0.6, 0.8, 0.85, 0.87, 0.88, 0.89],
+                    [0.9, 0.5, 0.4, 0.35, 0.34, 0.36], [0.7, 0.84, 0.88, 0.9, 0.89, 0.88], lr)
+    assert diagnose(history, num_classes=10, val_images=450, schedule="constant")["verdict"] == "healthy"
+    # The same fall on 4,500 images is real (z = 3.2): the steps keep the weights from settling.
+    result = diagnose(history, num_classes=10, val_images=4500, schedule="constant")
+    assert result["verdict"] == "unstable", result
+    # A model that fits its training images far better than it ever generalised is memorising instead.
+    memorised = _rows([1.5, 0.5, 0.2, 0.08, 0.04, 0.02], [0.6, 0.85, 0.95, 0.98, 0.99, 1.0],
+                      [0.9, 0.5, 0.4, 0.45, 0.5, 0.6], [0.7, 0.84, 0.88, 0.9, 0.87, 0.86], lr)
+    assert diagnose(memorised, num_classes=10, val_images=4500, schedule="constant")["verdict"] == "overfitting"
+    # Four images of twenty below a perfect epoch: z = 2.2, but an interval 0.34 wide is no yardstick.
+    small = _rows([1.5, 0.8, 0.6, 0.5, 0.45, 0.42], [0.6, 0.8, 0.85, 0.87, 0.88, 0.89],
+                  [0.9, 0.5, 0.4, 0.35, 0.34, 0.36], [0.6, 0.8, 0.9, 1.0, 0.9, 0.8], lr)
+    assert diagnose(small, num_classes=10, val_images=20, schedule="constant")["verdict"] == "too little validation data"

@@ -339,6 +339,32 @@ def diagnose(history: list[dict], num_classes: int | None = None, val_images: in
     return result
 
 
+def _ended_below_best(run: _Run) -> str:
+    """Evidence of a run whose last epoch, still at a high rate, is significantly below its best ('' if not).
+
+    With the rate still high at the end (a constant rate, or a schedule that has not annealed), steps too large
+    keep the weights from settling: the val accuracy ends below an earlier epoch's by more than its noise (two
+    proportions, z > 1.96) while the model does not fit its training images better than that epoch generalised
+    (that would be memorising). An annealed run's last epoch is its settled one, so this is not asked of it; nor
+    of a validation set too small for a narrow interval.
+    """
+    last = len(run.val_acc) - 1
+    if not run.n_val or last < 2 or not (run.constant_lr or run.high_phase[last]):
+        return ""
+    lo, hi = run.interval(last)
+    if hi - lo > WIDE_INTERVAL:  # the best of a dozen noisy epochs on a few images is no yardstick
+        return ""
+    best = max(range(last), key=lambda j: run.val_acc[j])
+    p1, p2, n = run.val_acc[best], run.val_acc[last], run.n_val
+    se = math.sqrt(max(p1 * (1 - p1) + p2 * (1 - p2), 1e-12) / n)
+    if (p1 - p2) / se <= Z or run.train_acc[last] > run.interval(best)[1]:
+        return ""
+    return (f"val_acc ended at {_fmt_interval(p2, n)} {run.phase(last)}, below its best {p1:.3f} (epoch "
+            f"{run.epoch(best)}; z = {(p1 - p2) / se:.1f} > {Z}) while train_acc {run.train_acc[last]:.3f} is not "
+            "above what that epoch generalised: the steps are too large for the weights to settle — a lower rate, "
+            "or a schedule that anneals it, keeps the best")
+
+
 def _memorising(run: _Run, best_epoch: int) -> str:
     """Evidence of a model that fits every training image while its val loss climbs for good ('' if not).
 
@@ -424,6 +450,10 @@ def _judge(run: _Run, notes: list[str]) -> dict:
                             "memorised, not learnt — tiny data, or wrong labels")
             return _result("overfitting", evidence, run, [AUDIT])
         return _result("overfitting", evidence, run)
+    settled_badly = _ended_below_best(run)
+    if settled_badly:
+        evidence.append(settled_badly)
+        return _result("unstable", evidence, run)
     gaining = _significant_gain(run)
     # Still falling means a trend: the last epoch is the lowest so far (not a bounce back from a bad epoch).
     # The fall is measured from the lowest earlier epoch: a bounce back to an earlier low is no trend.
