@@ -140,6 +140,7 @@ def test_a_constant_rate_run_that_ends_below_its_best_is_unstable():
     result = verdict_of(record)
     assert result["verdict"] == "unstable", result
     assert any("below its best" in e and "z = " in e for e in result["evidence"]), result["evidence"]
+    assert "schedule.name=cosine" in result["advice"][0], result["advice"]
     # The same curves ending after an annealed last epoch are what annealing settled on: not this rule.
     annealed = [dict(row, lr=record["lr"] * (1.0 if i < len(record["history"]) - 1 else 0.01))
                 for i, row in enumerate(record["history"])]

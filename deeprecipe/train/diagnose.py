@@ -69,6 +69,7 @@ ADVICE = {
                                    "or use k-fold cross-validation: data.folds=5 (every image is validated once)"],
     "healthy": ["keep this config; for a last gain try a longer run (train.epochs) with schedule.name=cosine"],
 }
+ANNEAL = "let the rate anneal by the end: schedule.name=cosine or onecycle (a constant rate never settles)"
 AUDIT = "if some labels may be wrong, rank the suspects with `deeprecipe audit` and fix or drop the worst"
 PROBLEMS = ("unstable", "overfitting", "underfitting", "not converged")  # verdicts that ask for a change
 
@@ -453,7 +454,7 @@ def _judge(run: _Run, notes: list[str]) -> dict:
     settled_badly = _ended_below_best(run)
     if settled_badly:
         evidence.append(settled_badly)
-        return _result("unstable", evidence, run)
+        return _result("unstable", evidence, run, [ANNEAL])
     gaining = _significant_gain(run)
     # Still falling means a trend: the last epoch is the lowest so far (not a bounce back from a bad epoch).
     # The fall is measured from the lowest earlier epoch: a bounce back to an earlier low is no trend.
