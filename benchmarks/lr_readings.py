@@ -6,8 +6,9 @@
 beside the grid of short full runs. This script applies several readings of those same curves — deeprecipe's,
 the loss minimum itself and fractions of it, the steepest fall, fastai's `valley` — and prints, per reading, how
 many suggestions fall in the best band (widened half-way to the next grid rate on each side, as the
-calibration counts) and the seed-to-seed spread (largest / smallest suggestion) of each setup. Its last row is the ceiling
-for any reading of one seed's tests: each seed's own grid of full runs, read by the accuracy the band is made of.
+calibration counts) and the seed-to-seed spread (largest / smallest suggestion) of each setup. Its last two rows are
+the ceiling for any reading of one seed's tests: each seed's own grid of full runs, read by the accuracy the band is
+made of — at its best rate, and at the vertex around it (the short runs' reading of their losses).
 """
 from __future__ import annotations
 
@@ -74,6 +75,19 @@ def one_seed_grid(accs: dict[str, list[float]]) -> list[float]:
     return [max(grid, key=lambda r: (grid[r][seed], r)) for seed in range(seeds)]
 
 
+ONE_SEED_GRID_VERTEX = "the grid itself, one seed (vertex around that seed's best full run)"
+
+
+def one_seed_grid_vertex(accs: dict[str, list[float]]) -> list[float]:
+    """Per seed, its own grid of full runs read as the short runs read their losses: the vertex of the parabola
+    through the best rate and its two neighbours in log lr (on the accuracy's negative) — a continuous reading
+    of the grid, so that neighbours trading places from seed to seed move it less than an argmax."""
+    rates = sorted(float(r) for r in accs)
+    by_rate = {float(r): a for r, a in accs.items()}
+    seeds = min(map(len, by_rate.values()))
+    return [vertex_lr(rates, [-by_rate[r][seed] for r in rates]) for seed in range(seeds)]
+
+
 def score(results: dict) -> tuple[list[str], dict[str, dict[str, tuple[int, int, float]]]]:
     """(setups, reading → setup → (in band, cases, spread))."""
     table: dict[str, dict[str, tuple[int, int, float]]] = {}
@@ -82,8 +96,8 @@ def score(results: dict) -> tuple[list[str], dict[str, dict[str, tuple[int, int,
         lo, hi = results[key]["band"]
         cases = results[key]["suggestions"]
         per_seed = [readings(s, key.split("/")[1], cases) for s in cases]
-        for row, pick in zip(per_seed, one_seed_grid(results[key]["accs"])):
-            row[ONE_SEED_GRID] = pick
+        for row, pick, vertex in zip(per_seed, one_seed_grid(results[key]["accs"]), one_seed_grid_vertex(results[key]["accs"])):
+            row[ONE_SEED_GRID], row[ONE_SEED_GRID_VERTEX] = pick, vertex
         for name in per_seed[0]:
             vals = [r[name] for r in per_seed if r[name]]
             inside = sum(in_band(v, results[key]["accs"], (lo, hi)) for v in vals)

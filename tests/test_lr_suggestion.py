@@ -222,6 +222,14 @@ def test_the_one_seed_ceiling_reads_each_seeds_own_best_full_run():
     assert one_seed_grid({"0.01": [0.9], "0.1": [0.9]}) == [0.1]  # a tie goes to the higher rate
 
 
+def test_the_one_seed_vertex_ceiling_reads_between_the_best_rate_and_its_better_neighbour():
+    from benchmarks.lr_readings import one_seed_grid_vertex
+    accs = {"0.001": [0.80, 0.80], "0.01": [0.90, 0.90], "0.1": [0.88, 0.80]}
+    lean_up, centred = one_seed_grid_vertex(accs)
+    assert 0.01 < lean_up < 0.1**0.5 * 0.01**0.5  # 0.1 nearly as good: the vertex leans towards it, under half-way
+    assert centred == pytest.approx(0.01)  # both neighbours equally worse: the best rate itself
+
+
 def test_a_suggestion_is_in_the_band_when_it_rounds_to_a_band_rate():
     from benchmarks.lr_calibration import band_edges, in_band
     grid = [0.01, 0.03, 0.1, 0.3]
