@@ -11,14 +11,14 @@ no regularisation on tiny data for many epochs, 30 % of the labels flipped — a
 under one-cycle, cosine, step and constant schedules, and one-cycle with label smoothing 0.1. Every run lands in OUT/PART/NAME.json with its
 per-epoch metrics and what made it (cause, data set, split sizes, schedule, class count, seed).
 
-Five split-size sets ("tune", "heldout", "heldout2", "heldout3", "heldout4": other images per class and validation
-fractions, each spanning ~20 to 1,000 validation images) and seeds 0-19 make the parts. The "tune" folder (seeds
-0-1 with the "tune" sizes, 2-7 with the "heldout" sizes, 8-10 with "heldout2", 11-13 with "heldout3") is what the
-diagnosis rules were chosen on; seeds 2-4, 5-7 and then 8-13 were each a held-back part once, scored once with
-the rules of their day, and moved into "tune" when the rules were next revised. The "heldout" folder holds seeds
-14-19 with the "heldout4" sizes, trained into a folder outside the corpus while the current rules were chosen on
-seeds 0-13 and scored once with them fixed (docs/recipe.md, tests/test_diagnosis_corpus.py). A record's "part"
-names the split-size set it was made with; `--seeds` trains a subset of a part's seeds (two processes at once).
+Six split-size sets ("tune", "heldout", "heldout2" … "heldout5": other images per class and validation fractions,
+each spanning ~20 to 1,000 validation images) and seeds 0-27 make the parts. The "tune" folder (seeds 0-1 with the
+"tune" sizes, 2-7 with the "heldout" sizes, 8-10 with "heldout2", 11-13 with "heldout3", 14-19 with "heldout4") is
+what the diagnosis rules were chosen on; seeds 2-4, 5-7, 8-13 and then 14-19 were each a held-back part once,
+scored once with the rules of their day, and moved into "tune" when the rules were next revised. The "heldout"
+folder holds seeds 20-27 with the "heldout5" sizes, trained into a folder outside the corpus while the current
+rules were chosen on seeds 0-19 and scored once with them fixed (docs/recipe.md, tests/test_diagnosis_corpus.py).
+A record's "part" names the split-size set it was made with; `--seeds` trains a subset of a part's seeds.
 """
 from __future__ import annotations
 
@@ -133,10 +133,9 @@ DATASETS = {
 }
 # Folder → (split-size set, seeds). A held-back part, once scored, moves into "tune" with its sizes and seeds,
 # and a new one (new seeds, new sizes) is made before the rules are next revised.
-PARTS = {"tune": [("tune", [0, 1]), ("heldout", [2, 3, 4, 5, 6, 7]), ("heldout2", [8, 9, 10]), ("heldout3", [11, 12, 13])],
-         "heldout": [("heldout4", [14, 15, 16, 17, 18, 19])],
-         # The next held-back part, trained (outside the corpus) before the rules are next revised.
-         "pending": [("heldout5", [20, 21, 22, 23, 24, 25, 26, 27])]}
+PARTS = {"tune": [("tune", [0, 1]), ("heldout", [2, 3, 4, 5, 6, 7]), ("heldout2", [8, 9, 10]), ("heldout3", [11, 12, 13]),
+                  ("heldout4", [14, 15, 16, 17, 18, 19])],
+         "heldout": [("heldout5", [20, 21, 22, 23, 24, 25, 26, 27])]}
 SCHEDULES = ["onecycle", "cosine", "step", "constant"]
 
 
@@ -244,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", default="", help="comma-separated seeds (default: every seed of the part)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    folders = [f for f in PARTS if f != "pending"] if args.part == "all" else [args.part]
+    folders = list(PARTS) if args.part == "all" else [args.part]
     only = set(filter(None, args.only.split(",")))
     setups = [s for s in DATASETS if not args.setups or s in args.setups.split(",")]
     only_seeds = {int(x) for x in args.seeds.split(",") if x}
