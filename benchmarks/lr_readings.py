@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.lr_calibration import HELD_OUT, fastai_valley, in_band
+from benchmarks.lr_calibration import PARTS, fastai_valley, in_band, part_of
 from deeprecipe.recipe.lr_find import suggest_lr
 from deeprecipe.recipe.lr_methods import vertex_lr
 
@@ -109,16 +109,19 @@ def score(results: dict) -> tuple[list[str], dict[str, dict[str, tuple[int, int,
 def markdown(results: dict) -> str:
     setups, table = score(results)
     head = "| reading | " + " | ".join(f"{k} (band {results[k]['band'][0]:g}–{results[k]['band'][1]:g})" for k in setups)
-    rows = [head + " | in band, chosen-on setups | in band, held-out setups | worst spread |", "|---" * (len(setups) + 4) + "|"]
+    groups = [p for p in PARTS if any(part_of(k) == p for k in setups)]
+    titles = {"chosen on": "chosen-on setups", "held out": "held-out setups", "held out later": "setups held out later"}
+    rows = [head + "".join(f" | in band, {titles[g]}" for g in groups) + " | worst spread |",
+            "|---" * (len(setups) + len(groups) + 2) + "|"]
     for name, cells in table.items():
         parts = []
-        for held in (False, True):
-            part = [c for k, c in cells.items() if (k.split("/")[0] in HELD_OUT) == held]
+        for group in groups:
+            part = [c for k, c in cells.items() if part_of(k) == group]
             inside, total = sum(c[0] for c in part), sum(c[1] for c in part)
             parts.append(f"**{inside}/{total}** ({100 * inside / total:.0f} %)" if total else "")
         worst = max(c[2] for c in cells.values())
         rows.append(f"| {name} | " + " | ".join(f"{c[0]}/{c[1]}, ×{c[2]:.1f}" for c in cells.values())
-                    + f" | {parts[0]} | {parts[1]} | ×{worst:.1f} |")
+                    + "".join(f" | {p}" for p in parts) + f" | ×{worst:.1f} |")
     return "\n".join(rows)
 
 

@@ -315,7 +315,8 @@ def test_recipe_matches_or_beats_default_train(tmp_path):
 
 def test_short_runs_read_the_vertex_around_the_lowest_final_loss():
     from deeprecipe.recipe.lr_methods import candidate_lrs, final_loss, past_the_minimum, vertex_lr
-    assert candidate_lrs() == pytest.approx([10 ** (-i / 2) for i in range(9)])
+    assert candidate_lrs() == pytest.approx([10 ** (-i / 3) for i in range(13)])  # three a decade, 1 … 1e-4
+    assert candidate_lrs(per_decade=2) == pytest.approx([10 ** (-i / 2) for i in range(9)])
     assert final_loss([2.0] * 10 + [1.0] * 10) == pytest.approx(1.0) and final_loss([1.0] * 19 + [math.nan]) == math.inf
     assert final_loss([1.0] * 9) == math.inf  # too short to read
     lrs = [1.0, 0.1, 0.01, 0.001]
@@ -334,6 +335,11 @@ def test_short_runs_read_the_vertex_around_the_lowest_final_loss():
     assert past_the_minimum([math.inf, 1.0, 1.2, 1.5]) and past_the_minimum([math.inf, math.inf, 0.9, 1.0, 1.1])
     assert not past_the_minimum([math.inf, 1.0, 1.2]) and not past_the_minimum([math.inf, 1.2, 1.0, 1.1])
     assert not past_the_minimum([2.0, 1.5, 1.6, 1.55]) and not past_the_minimum([1.0, 0.5])
+    # ... but only once the best learnt something: three rates left at chance (a real AdamW MLP at 1, 0.46 and
+    # 0.22 from a start of 2.31) differ by noise, and the valley is below them.
+    at_chance = [2.3047, 2.3055, 2.3066]
+    assert past_the_minimum(at_chance) and not past_the_minimum(at_chance, start=2.31)
+    assert past_the_minimum([2.3, 1.0, 1.2, 1.5], start=2.31)  # 1.0 < 0.95 × 2.31: a valley, then the climb
 
 
 def test_short_runs_train_each_rate_under_the_schedule_shape(tmp_path, mnist_small_npz, capsys):

@@ -1,6 +1,6 @@
 """The lectures' learning-rate method: a few candidate rates, each trained a short while from the same start.
 
-`lr-find --method short-runs`, and step 3 of `recipe`: for each candidate (1 … 1e-4, two per decade by
+`lr-find --method short-runs`, and step 3 of `recipe`: for each candidate (1 … 1e-4, three per decade by
 default, highest first) a fresh model with the same initial weights and the same batches is trained through
 `Trainer.train_step` (the step every training loop uses), with the configured optimizer and augmentation, and
 with the configured schedule's shape squeezed into the short run at that peak rate: a one-cycle run warms up and
@@ -9,9 +9,12 @@ run (its epochs × batches per epoch, clamped to 20…300 steps): a fixed 100 st
 3-epoch run (141 steps) 2-4x low, and ran 3x longer than a 32-step run on a small folder. Each candidate scores
 its final loss (the mean of the last tenth of its steps; a run that turns NaN/inf scores +inf). The suggestion
 is the vertex of a parabola through the best candidate and its two neighbours in log lr (clamped between them):
-a continuous reading, so seeds that rank two neighbours differently still agree closely. Candidates stop once
-two in a row lost to the one before (the loss climbs out of its valley; lower rates only climb further), which
-left every suggestion of the calibration unchanged and tries 5-6 of the 9 rates. Measured in docs/recipe.md.
+a continuous reading, so seeds that rank two neighbours differently still agree closely; three candidates a
+decade (two until the tenth session) put its three points closer to the valley's bottom. Candidates stop once
+two in a row lost to the one before (the loss climbs out of its valley; lower rates only climb further) — once
+there is a valley: some candidate's final loss must have fallen 5 % below the loss the runs started
+from, so that rates all left at chance (an untrained model's loss, give or take noise) never end the search.
+Measured in docs/recipe.md.
 """
 from __future__ import annotations
 
@@ -35,20 +38,24 @@ class ShortRunsResult:
     finals: list[float] = field(default_factory=list)         # final loss per candidate (+inf: diverged)
     losses: list[list[float]] = field(default_factory=list)   # per-step losses per candidate
     steps: int = 0                                              # each candidate's length (a diverged one stops early)
+    start_loss: float = math.inf                                # the first step's loss: same weights, same batch for all
     batches_per_epoch: int = 0                                  # the configured run's, to express the cost in epochs
     suggestion: float | None = None
 
     def to_dict(self) -> dict:
         return {"method": "short-runs", "lrs": self.lrs, "finals": [f if math.isfinite(f) else None for f in self.finals],
                 "losses": self.losses, "steps": self.steps, "batches_per_epoch": self.batches_per_epoch,
+                "start_loss": self.start_loss if math.isfinite(self.start_loss) else None,
                 "suggestion": self.suggestion}
 
 
 MIN_ITERATIONS, MAX_ITERATIONS = 20, 300  # short-run length when it follows the configured run
+PER_DECADE = 3    # candidate rates per factor of ten
+LEARNT = 0.95     # a final loss 5 % under the starting loss: that candidate learnt something (chance: < 1 % off)
 
 
-def candidate_lrs(high: float = 1.0, low: float = 1e-4, per_decade: int = 2) -> list[float]:
-    """Rates from `high` down to `low`, `per_decade` of them per factor of ten (1, 0.32, 0.1, …)."""
+def candidate_lrs(high: float = 1.0, low: float = 1e-4, per_decade: int = PER_DECADE) -> list[float]:
+    """Rates from `high` down to `low`, `per_decade` of them per factor of ten (1, 0.46, 0.22, 0.1, …)."""
     n = round(math.log10(high / low) * per_decade)
     return [float(high * 10 ** (-i / per_decade)) for i in range(n + 1)]
 
@@ -88,13 +95,17 @@ def run_steps(trainer, epochs: int) -> int:
     return min(MAX_ITERATIONS, max(MIN_ITERATIONS, len(trainer.train_loader) * epochs))
 
 
-def past_the_minimum(finals: list[float], rising: int = 2) -> bool:
+def past_the_minimum(finals: list[float], start: float = math.inf, rising: int = 2) -> bool:
     """True once the last `rising` candidates (tried from high rates to low) each lost to the one before and
-    to the best so far: the loss is climbing out of the valley, lower rates only climb further."""
+    to the best so far: the loss is climbing out of the valley, lower rates only climb further. Only once the
+    best so far learnt something (its final loss under LEARNT × `start`, the loss before any step): candidates
+    all left at chance differ by noise, and the valley is still to come."""
     if len(finals) <= rising:
         return False
     tail = finals[-rising - 1:]
     best = min(finals[:-rising])
+    if math.isfinite(start) and not best < LEARNT * start:
+        return False
     return all(b > a and b > best for a, b in zip(tail, tail[1:]))
 
 
@@ -124,7 +135,9 @@ def run_short_runs(session: Session, candidates: list[float] | None = None, iter
         result.lrs.append(lr)
         result.losses.append([v if math.isfinite(v) else None for v in losses])
         result.finals.append(final_loss(losses))
-        if past_the_minimum(result.finals):
+        if math.isfinite(losses[0]):
+            result.start_loss = min(result.start_loss, losses[0])  # the same for every candidate, bar a NaN
+        if past_the_minimum(result.finals, result.start_loss):
             break
     result.suggestion = vertex_lr(result.lrs, result.finals)
     return result
