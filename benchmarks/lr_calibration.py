@@ -167,7 +167,8 @@ def short_runs(session) -> tuple[float | None, dict]:
     """(suggestion, {"lrs", "finals"}) of one short-runs test."""
     from deeprecipe.recipe.lr_methods import run_short_runs
     record = run_short_runs(session).to_dict()
-    return record["suggestion"], {"lrs": record["lrs"], "finals": record["finals"], "start_loss": record["start_loss"]}
+    return record["suggestion"], {"lrs": record["lrs"], "finals": record["finals"], "start_loss": record["start_loss"],
+                                  "chance_loss": record["chance_loss"]}
 
 
 def redo_short_runs(results: dict, setups: list[str]) -> None:

@@ -200,7 +200,7 @@ def test_stored_calibration_reads_the_same_with_the_current_code():
     would have tried no further candidate, and every stored range curve gives a reading."""
     import json
     from pathlib import Path
-    from deeprecipe.recipe.lr_methods import past_the_minimum, vertex_lr
+    from deeprecipe.recipe.lr_methods import candidate_lrs, past_the_minimum, vertex_lr
     results = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" / "lr_calibration.json").read_text())
     assert len(results) >= 10
     for key, r in results.items():
@@ -211,7 +211,10 @@ def test_stored_calibration_reads_the_same_with_the_current_code():
             finals = [math.inf if f is None else f for f in runs["finals"]]
             assert vertex_lr(runs["lrs"], finals) == pytest.approx(s["short-runs"]), key
             assert runs["lrs"] == sorted(runs["lrs"], reverse=True)
-            assert len(finals) == 9 or past_the_minimum(finals) and not past_the_minimum(finals[:-1]), key
+            start = min(runs.get("start_loss") or math.inf, runs.get("chance_loss") or math.inf)
+            assert runs["lrs"] == pytest.approx(candidate_lrs()[:len(finals)]), key  # the current candidates
+            assert (len(finals) == len(candidate_lrs()) or past_the_minimum(finals, start)
+                    and not past_the_minimum(finals[:-1], start)), key
             assert suggest_lr(s["curves"]["range"]["lrs"], s["curves"]["range"]["smoothed"])[0] is not None
 
 

@@ -12,8 +12,8 @@ is the vertex of a parabola through the best candidate and its two neighbours in
 a continuous reading, so seeds that rank two neighbours differently still agree closely; three candidates a
 decade (two until the tenth session) put its three points closer to the valley's bottom. Candidates stop once
 two in a row lost to the one before (the loss climbs out of its valley; lower rates only climb further) — once
-there is a valley: some candidate's final loss must have fallen 5 % below the loss the runs started
-from, so that rates all left at chance (an untrained model's loss, give or take noise) never end the search.
+there is a valley: some candidate's final loss must have fallen 5 % below the loss of guessing uniformly
+(ln C, or the runs' starting loss where that is lower), so that rates all left at chance never end the search.
 Measured in docs/recipe.md.
 """
 from __future__ import annotations
@@ -39,19 +39,20 @@ class ShortRunsResult:
     losses: list[list[float]] = field(default_factory=list)   # per-step losses per candidate
     steps: int = 0                                              # each candidate's length (a diverged one stops early)
     start_loss: float = math.inf                                # the first step's loss: same weights, same batch for all
+    chance_loss: float = math.inf                               # ln C: what guessing uniformly scores
     batches_per_epoch: int = 0                                  # the configured run's, to express the cost in epochs
     suggestion: float | None = None
 
     def to_dict(self) -> dict:
         return {"method": "short-runs", "lrs": self.lrs, "finals": [f if math.isfinite(f) else None for f in self.finals],
                 "losses": self.losses, "steps": self.steps, "batches_per_epoch": self.batches_per_epoch,
-                "start_loss": self.start_loss if math.isfinite(self.start_loss) else None,
+                "start_loss": self.start_loss if math.isfinite(self.start_loss) else None, "chance_loss": self.chance_loss,
                 "suggestion": self.suggestion}
 
 
 MIN_ITERATIONS, MAX_ITERATIONS = 20, 300  # short-run length when it follows the configured run
 PER_DECADE = 3    # candidate rates per factor of ten
-LEARNT = 0.95     # a final loss 5 % under the starting loss: that candidate learnt something (chance: < 1 % off)
+LEARNT = 0.95     # a final loss 5 % under chance's (ln C): that candidate learnt something (at chance: < 1 % off)
 
 
 def candidate_lrs(high: float = 1.0, low: float = 1e-4, per_decade: int = PER_DECADE) -> list[float]:
@@ -98,8 +99,9 @@ def run_steps(trainer, epochs: int) -> int:
 def past_the_minimum(finals: list[float], start: float = math.inf, rising: int = 2) -> bool:
     """True once the last `rising` candidates (tried from high rates to low) each lost to the one before and
     to the best so far: the loss is climbing out of the valley, lower rates only climb further. Only once the
-    best so far learnt something (its final loss under LEARNT × `start`, the loss before any step): candidates
-    all left at chance differ by noise, and the valley is still to come."""
+    best so far learnt something (its final loss under LEARNT × `start`: ln C, what uniform guessing scores, or
+    the loss before any step where that is lower): candidates all left at chance differ by noise, and the valley
+    is still to come. (An initialisation often starts above ln C: a rate that only fell to chance learnt nothing.)"""
     if len(finals) <= rising:
         return False
     tail = finals[-rising - 1:]
@@ -115,6 +117,7 @@ def run_short_runs(session: Session, candidates: list[float] | None = None, iter
     own length (clamped, `run_steps`). Stops once the losses climb past their minimum (`past_the_minimum`)."""
     result = ShortRunsResult()
     cfg = session.cfg
+    chance = result.chance_loss = math.log(max(2, len(session.data.classes)))
     for lr in track(sorted(candidates or candidate_lrs(), reverse=True), "short runs"):
         trainer = session.make_trainer(None, show_progress=False)  # seeded: same initial weights, same batches
         # The length comes from the first candidate's own loader (no extra trainer built just to count batches);
@@ -137,7 +140,7 @@ def run_short_runs(session: Session, candidates: list[float] | None = None, iter
         result.finals.append(final_loss(losses))
         if math.isfinite(losses[0]):
             result.start_loss = min(result.start_loss, losses[0])  # the same for every candidate, bar a NaN
-        if past_the_minimum(result.finals, result.start_loss):
+        if past_the_minimum(result.finals, min(result.start_loss, chance)):
             break
     result.suggestion = vertex_lr(result.lrs, result.finals)
     return result
