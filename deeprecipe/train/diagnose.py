@@ -83,6 +83,11 @@ def wilson(p: float, n: int, z: float = Z) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def _two_proportion_z(before: float, after: float, n: int) -> float:
+    """How many standard errors `after` lies above `before`, two accuracies on the same n images."""
+    return (after - before) / math.sqrt(max(before * (1 - before) + after * (1 - after), 1e-12) / n)
+
+
 def _fmt_interval(p: float, n: int) -> str:
     lo, hi = wilson(p, n)
     return f"{p:.3f} on {n} images (95% interval {lo:.3f}–{hi:.3f})"
@@ -304,11 +309,11 @@ def _significant_gain(run: _Run) -> str:
     if not run.n_val or start == last:
         return ""
     p1, p2, n = run.val_acc[start], run.val_acc[last], run.n_val
-    se = math.sqrt(max(p1 * (1 - p1) + p2 * (1 - p2), 1e-12) / n)
-    if (p2 - p1) / se <= Z:
+    z = _two_proportion_z(p1, p2, n)
+    if z <= Z:
         return ""
     return (f"val_acc rose {p1:.3f} → {p2:.3f} from epoch {run.epoch(start)} on {n} images "
-            f"(z = {(p2 - p1) / se:.1f} > {Z}): more epochs still pay")
+            f"(z = {z:.1f} > {Z}): more epochs still pay")
 
 
 def diagnose(history: list[dict], num_classes: int | None = None, val_images: int | None = None,
@@ -357,11 +362,11 @@ def _ended_below_best(run: _Run) -> str:
         return ""
     best = max(range(last), key=lambda j: run.val_acc[j])
     p1, p2, n = run.val_acc[best], run.val_acc[last], run.n_val
-    se = math.sqrt(max(p1 * (1 - p1) + p2 * (1 - p2), 1e-12) / n)
-    if (p1 - p2) / se <= Z or run.train_acc[last] > run.interval(best)[1]:
+    z = _two_proportion_z(p2, p1, n)
+    if z <= Z or run.train_acc[last] > run.interval(best)[1]:
         return ""
     return (f"val_acc ended at {_fmt_interval(p2, n)} {run.phase(last)}, below its best {p1:.3f} (epoch "
-            f"{run.epoch(best)}; z = {(p1 - p2) / se:.1f} > {Z}) while train_acc {run.train_acc[last]:.3f} is not "
+            f"{run.epoch(best)}; z = {z:.1f} > {Z}) while train_acc {run.train_acc[last]:.3f} is not "
             "above what that epoch generalised: the steps are too large for the weights to settle — a lower rate, "
             "or a schedule that anneals it, keeps the best")
 
