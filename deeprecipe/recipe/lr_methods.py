@@ -7,7 +7,7 @@ with the configured schedule's shape squeezed into the short run at that peak ra
 anneals within it, as the real run will, a constant one stays constant. A short run is as long as the configured
 run (its epochs × batches per epoch, clamped to 20…300 steps): a fixed 100 steps read the best rate of LeNet's
 3-epoch run (141 steps) 2-4x low, and ran 3x longer than a 32-step run on a small folder. Each candidate scores
-its final loss (the mean of the last tenth of its steps, at least 10; a run that turns NaN/inf scores +inf). The suggestion
+its final loss (the mean of the last tenth of its steps; a run that turns NaN/inf scores +inf). The suggestion
 is the vertex of a parabola through the best candidate and its two neighbours in log lr (clamped between them):
 a continuous reading, so seeds that rank two neighbours differently still agree closely; three candidates a
 decade (two until the tenth session) put its three points closer to the valley's bottom. Candidates stop once
@@ -53,7 +53,6 @@ class ShortRunsResult:
 MIN_ITERATIONS, MAX_ITERATIONS = 20, 300  # short-run length when it follows the configured run
 PER_DECADE = 3    # candidate rates per factor of ten
 LEARNT = 0.95     # a final loss 5 % under chance's (ln C): that candidate learnt something (at chance: < 1 % off)
-TAIL_STEPS = 10   # a candidate's final loss averages at least its last this many steps
 
 
 def candidate_lrs(high: float = 1.0, low: float = 1e-4, per_decade: int = PER_DECADE) -> list[float]:
@@ -63,11 +62,10 @@ def candidate_lrs(high: float = 1.0, low: float = 1e-4, per_decade: int = PER_DE
 
 
 def final_loss(losses: list[float]) -> float:
-    """Mean loss over the last tenth of the steps, and at least the last TAIL_STEPS (+inf for a run that diverged
-    or is too short to read): a short run's last tenth is two or three batches, too few to rank candidates by."""
-    if len(losses) < TAIL_STEPS or not all(math.isfinite(v) for v in losses):
+    """Mean loss over the last tenth of the steps (+inf for a run that diverged or is too short to read)."""
+    if len(losses) < 10 or not all(math.isfinite(v) for v in losses):
         return math.inf
-    return float(np.mean(losses[-max(TAIL_STEPS, len(losses) // 10):]))
+    return float(np.mean(losses[-max(1, len(losses) // 10):]))
 
 
 def vertex_lr(lrs: list[float], finals: list[float]) -> float | None:
