@@ -223,8 +223,11 @@ class Session:
         """The curve diagnosis of a run made in this session: the one call behind summary.json (hence report.html
         and recipe.html) and the search's trials, always told the class count, the number of validation images
         behind each val_acc, the schedule and the label smoothing (which sets the training loss's floor)."""
+        reg = self.cfg.regularize
+        stopped_early = reg.early_stopping and len(history) < self.cfg.train.epochs
         return diagnose(history, num_classes=len(self.data.classes), val_images=self.data.sizes()["val"],
-                        schedule=self.cfg.schedule.name, label_smoothing=self.cfg.regularize.label_smoothing)
+                        schedule=self.cfg.schedule.name, label_smoothing=reg.label_smoothing,
+                        kept_best=stopped_early and reg.restore_best)
 
     def make_trainer(self, run_dir: Path | None, show_progress: bool = True, model: torch.nn.Module | None = None,
                      trainer_cls=Trainer, **kw) -> Trainer:

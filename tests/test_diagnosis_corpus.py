@@ -132,6 +132,10 @@ def test_a_constant_rate_run_that_ends_below_its_best_is_unstable():
     assert result["verdict"] == "unstable", result
     assert any("below its best" in e and "z = " in e for e in result["evidence"]), result["evidence"]
     assert "schedule.name=cosine" in result["advice"][0], result["advice"]
+    # Early stopping that restored the best epoch delivers that epoch: its last epoch is no verdict on the run.
+    args = dict(num_classes=10, val_images=450, schedule="constant", label_smoothing=0.1)
+    assert diagnose(record["history"], **args)["verdict"] == "unstable"
+    assert diagnose(record["history"], kept_best=True, **args)["verdict"] != "unstable"
     # The same curves ending after an annealed last epoch are what annealing settled on: not this rule.
     annealed = [dict(row, lr=record["lr"] * (1.0 if i < len(record["history"]) - 1 else 0.01))
                 for i, row in enumerate(record["history"])]

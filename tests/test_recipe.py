@@ -577,3 +577,17 @@ def test_the_final_verdict_points_back_at_step_3s_rate_when_the_search_kept_anot
     assert not lr_cross_check("unstable", 1e-4, 1e-2)       # a lower rate is not what an unstable run needs
     assert not lr_cross_check("healthy", 0.01, 6.33e-4)
     assert not lr_cross_check("unstable", 0.01, None)       # the range test gave no suggestion
+
+
+@pytest.mark.parametrize("early_stopping, restore_best, epochs_run, kept", [
+    (True, True, 3, True), (True, False, 3, False), (True, True, 8, False), (False, True, 3, False)])
+def test_session_diagnosis_knows_when_early_stopping_kept_the_best_epoch(mnist_small_npz, monkeypatch, early_stopping,
+                                                                         restore_best, epochs_run, kept):
+    import deeprecipe.session as session_module
+    seen = {}
+    monkeypatch.setattr(session_module, "diagnose", lambda history, **kw: seen.update(kw) or {"verdict": "healthy"})
+    session = Session.create(resolve_config(None, [f"data.spec={mnist_small_npz}", "train.epochs=8",
+                                                   f"regularize.early_stopping={str(early_stopping).lower()}",
+                                                   f"regularize.restore_best={str(restore_best).lower()}"]))
+    session.diagnose([{"epoch": i + 1, "train_loss": 1.0} for i in range(epochs_run)])
+    assert seen["kept_best"] is kept and seen["num_classes"] == 10

@@ -111,9 +111,10 @@ class _Run:
     """The history plus what the curves alone do not say: class count, val-set size, schedule, label smoothing."""
 
     def __init__(self, history: list[dict], num_classes: int | None, val_images: int | None, schedule: str | None,
-                 label_smoothing: float = 0.0):
+                 label_smoothing: float = 0.0, kept_best: bool = False):
         self.history, self.num_classes, self.n_val, self.schedule = history, num_classes, val_images, schedule
         self.label_smoothing = label_smoothing
+        self.kept_best = kept_best  # early stopping ended the run and restored its best epoch's weights
         self.ln_c = math.log(num_classes) if num_classes and num_classes > 1 else math.log(10)
         # The rules read the training loss above what the targets allow (val_loss is plain cross-entropy).
         self.floor = smoothed_loss_floor(label_smoothing, num_classes)
@@ -317,19 +318,20 @@ def _significant_gain(run: _Run) -> str:
 
 
 def diagnose(history: list[dict], num_classes: int | None = None, val_images: int | None = None,
-             schedule: str | None = None, label_smoothing: float = 0.0) -> dict:
+             schedule: str | None = None, label_smoothing: float = 0.0, kept_best: bool = False) -> dict:
     """Verdict, evidence and advice from per-epoch metrics rows.
 
     `num_classes` sets the scale of losses (ln C) and of chance accuracy, `val_images` the width of the
     validation-accuracy intervals, `schedule` (its name) is quoted in the context, `label_smoothing` sets the
-    training loss's floor (what the rules read is the loss above it). Without them the diagnosis falls back to
+    training loss's floor (what the rules read is the loss above it); `kept_best` says early stopping ended the
+    run and restored its best epoch, so a last epoch below the best is not what the run delivers. Without them the diagnosis falls back to
     10 classes and treats validation numbers as exact.
     """
     if not history:
         return {"verdict": "not converged", "evidence": ["no finished epochs"], "advice": ["raise train.epochs"],
                 "context": {"num_classes": num_classes, "val_images": val_images, "schedule": schedule,
                             "label_smoothing": label_smoothing}}
-    run = _Run(history, num_classes, val_images, schedule, label_smoothing)
+    run = _Run(history, num_classes, val_images, schedule, label_smoothing, kept_best)
     unstable, notes, severe = _instability(run)
     notes += _eval_mode_astray(run)
     if not unstable and not severe:
@@ -355,8 +357,8 @@ def _ended_below_best(run: _Run) -> str:
     of a validation set too small for a narrow interval.
     """
     last = len(run.val_acc) - 1
-    if not run.n_val or last < 2 or not (run.constant_lr or run.high_phase[last]):
-        return ""
+    if not run.n_val or last < 2 or run.kept_best or not (run.constant_lr or run.high_phase[last]):
+        return ""  # (early stopping that restored the best epoch delivers that epoch, not the last)
     lo, hi = run.interval(last)
     if hi - lo > WIDE_INTERVAL:  # the best of a dozen noisy epochs on a few images is no yardstick
         return ""
