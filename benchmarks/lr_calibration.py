@@ -164,11 +164,11 @@ def suggestions(overrides: list[str]) -> dict[str, float | None]:
 
 
 def short_runs(session) -> tuple[float | None, dict]:
-    """(suggestion, {"lrs", "finals"}) of one short-runs test."""
+    """(suggestion, {"lrs", "finals", "start_loss", "chance_loss"}) of one short-runs test: what scoring it and
+    checking its stop need (not the per-step losses)."""
     from deeprecipe.recipe.lr_methods import run_short_runs
     record = run_short_runs(session).to_dict()
-    return record["suggestion"], {"lrs": record["lrs"], "finals": record["finals"], "start_loss": record["start_loss"],
-                                  "chance_loss": record["chance_loss"]}
+    return record["suggestion"], {k: record[k] for k in ("lrs", "finals", "start_loss", "chance_loss")}
 
 
 def redo_short_runs(results: dict, setups: list[str]) -> None:

@@ -82,8 +82,8 @@ class PreparedData:
     def loader(self, name: str, cfg: Config, device: torch.device, train: bool = False,
                channels_last: bool = False, augment: bool | None = None, **kw) -> TensorLoader:
         images, labels = self.part(name)
-        batch = ((cfg.train.batch_size or auto_batch_size(len(self.splits["train"]), cfg.train.epochs)) if train
-                 else cfg.train.eval_batch_size)  # a config that did not pass through Session.create: the default
+        # A config that did not pass through Session.create gets the default here.
+        batch = batch_size_for(cfg, len(self.splits["train"])) if train else cfg.train.eval_batch_size
         augmenting = train if augment is None else augment
         pipeline = (build_pipeline(cfg.data.augment, len(self.classes), fit_images=lambda: self.part("train")[0])
                     if augmenting else None)
@@ -101,13 +101,18 @@ class PreparedData:
                           seed=cfg.train.seed, drop_last=False, channels_last=channels_last, **kw)
 
 
+def batch_size_for(cfg: Config, train_images: int, world_size: int = 1) -> int:
+    """The batch size `cfg` names, else the default for this training set (`train.budget.auto_batch_size`)."""
+    return cfg.train.batch_size or auto_batch_size(train_images, cfg.train.epochs, world_size)
+
+
 def with_batch_size(cfg: Config, train_images: int, world_size: int = 1) -> Config:
-    """`cfg` itself when it names a batch size, else a copy with the default for this training set
-    (`train.budget.auto_batch_size`), so that every trainer, saved config.yaml and checkpoint holds the number used."""
+    """`cfg` itself when it names a batch size, else a copy with the default for this training set, so that every
+    trainer, saved config.yaml and checkpoint holds the number used."""
     if cfg.train.batch_size is not None:
         return cfg
     resolved = cfg.model_copy(deep=True)
-    resolved.train.batch_size = auto_batch_size(train_images, cfg.train.epochs, world_size)
+    resolved.train.batch_size = batch_size_for(cfg, train_images, world_size)
     return resolved
 
 

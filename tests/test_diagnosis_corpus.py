@@ -6,6 +6,8 @@ corpus before the rules were revised and scored once with them fixed (docs/recip
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from benchmarks.diagnosis_score import CORPUS, RIGHT, load, score, verdict_of
@@ -101,11 +103,15 @@ def test_the_smoothing_floor_is_the_entropy_of_the_smoothed_target(classes):
     assert smoothed_loss_floor(0.0, classes) == 0.0
 
 
+def _tuning_run(setup: str, scenario: str, seed: int) -> dict:
+    """One stored run of the tuning part, read by the name `benchmarks.diagnosis_corpus` gives it."""
+    return json.loads((CORPUS / "tune" / f"{setup}__{scenario}__s{seed}.json").read_text())
+
+
 def test_a_smoothed_healthy_run_is_judged_on_the_loss_above_its_floor():
     # A real run with label smoothing 0.1: its training loss cannot fall below ~0.4 (6 classes), which read as
     # "far from fitting" when the rules did not know the floor.
-    record = next(r for r in load(CORPUS, "tune") if r["scenario"] == "healthy-smoothed"
-                  and r["setup"] == "photos-convnet" and r["seed"] == 0)
+    record = _tuning_run("photos-convnet", "healthy-smoothed", 0)
     args = dict(num_classes=record["num_classes"], val_images=record["sizes"]["val"], schedule="onecycle")
     assert diagnose(record["history"], **args)["verdict"] == "underfitting"
     smoothed = diagnose(record["history"], label_smoothing=0.1, **args)
@@ -116,8 +122,7 @@ def test_a_smoothed_healthy_run_is_judged_on_the_loss_above_its_floor():
 def test_a_model_thrown_to_uniform_guessing_in_its_first_epoch_is_unstable():
     # A real LeNet at 10x its tuned SGD rate: epoch 1 averaged 1.29 ln C, then the loss sat at ln C and val_acc at
     # 0.100 for eleven epochs. With no later rise above ln C it used to read as a model too small.
-    record = next(r for r in load(CORPUS, "tune") if r["scenario"] == "lr_10x_high"
-                  and r["setup"] == "mnist-lenet" and r["seed"] == 10)
+    record = _tuning_run("mnist-lenet", "lr_10x_high", 10)
     result = verdict_of(record)
     assert result["verdict"] == "unstable", result
     assert any("epoch 1" in e and "chance" in e for e in result["evidence"]), result["evidence"]
@@ -126,8 +131,7 @@ def test_a_model_thrown_to_uniform_guessing_in_its_first_epoch_is_unstable():
 def test_a_constant_rate_run_that_ends_below_its_best_is_unstable():
     # A real MNIST MLP at 10x its tuned AdamW rate under a constant rate: smooth training loss, val_acc 0.909 at
     # epoch 7 and 0.862 at the end on 450 images. It used to read healthy.
-    record = next(r for r in load(CORPUS, "tune") if r["scenario"] == "lr_10x_high"
-                  and r["setup"] == "mnist-mlp" and r["seed"] == 3)
+    record = _tuning_run("mnist-mlp", "lr_10x_high", 3)
     result = verdict_of(record)
     assert result["verdict"] == "unstable", result
     assert any("below its best" in e and "z = " in e for e in result["evidence"]), result["evidence"]

@@ -1,7 +1,6 @@
 """Shared pieces for experiments: a subset of the built-in digits and a quiet one-call training run."""
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -83,4 +82,4 @@ def train_quietly(ds: ImageSet, overrides: list[str], hooks: dict | None = None)
     n_train = session.data.sizes()["train"]
     return {"history": state.history, "test_acc": test.get("acc"), "seconds": seconds,
             "params": count_params(trainer.model), "train_images": n_train,
-            "steps_per_epoch": math.ceil(n_train / session.cfg.train.batch_size), "trainer": trainer, "session": session}
+            "steps_per_epoch": len(trainer.train_loader), "trainer": trainer, "session": session}

@@ -324,8 +324,8 @@ def diagnose(history: list[dict], num_classes: int | None = None, val_images: in
     `num_classes` sets the scale of losses (ln C) and of chance accuracy, `val_images` the width of the
     validation-accuracy intervals, `schedule` (its name) is quoted in the context, `label_smoothing` sets the
     training loss's floor (what the rules read is the loss above it); `kept_best` says early stopping ended the
-    run and restored its best epoch, so a last epoch below the best is not what the run delivers. Without them the diagnosis falls back to
-    10 classes and treats validation numbers as exact.
+    run and restored its best epoch, so a last epoch below the best is not what the run delivers. Without them
+    the diagnosis falls back to 10 classes and treats validation numbers as exact.
     """
     if not history:
         return {"verdict": "not converged", "evidence": ["no finished epochs"], "advice": ["raise train.epochs"],
