@@ -355,6 +355,9 @@ def test_short_runs_train_each_rate_under_the_schedule_shape(tmp_path, mnist_sma
     # From the same start, plain SGD at 1e-5 barely moves and 30 blows up; 0.1 ends lowest.
     assert result.finals[1] < result.finals[2] < result.finals[3] < result.finals[0]
     assert 1e-3 <= result.suggestion <= 1e-1
+    # stop=False (benchmarks read the whole curve): every candidate, and the ones both runs tried score the same.
+    every = run_short_runs(constant, candidates=[1e-1, 1e-3, 1e-5, 30.0, 1e-6], iterations=60, stop=False)
+    assert every.lrs == [30.0, 1e-1, 1e-3, 1e-5, 1e-6] and every.finals[:4] == result.finals
     # Under the default one-cycle each run rises to its candidate and anneals far below it within its steps.
     session = Session.create(resolve_config(None, [f"data.spec={mnist_small_npz}", *SMALL_NET, "optim.name=sgd"]))
     seen: list[float] = []

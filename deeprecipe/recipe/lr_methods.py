@@ -111,10 +111,12 @@ def past_the_minimum(finals: list[float], start: float = math.inf, rising: int =
     return all(b > a and b > best for a, b in zip(tail, tail[1:]))
 
 
-def run_short_runs(session: Session, candidates: list[float] | None = None, iterations: int | None = None) -> ShortRunsResult:
+def run_short_runs(session: Session, candidates: list[float] | None = None, iterations: int | None = None,
+                   stop: bool = True) -> ShortRunsResult:
     """Train every candidate rate (highest first) `iterations` steps from the same start, under the configured
     schedule's shape; suggest the vertex around the lowest final loss. `iterations` None: the configured run's
-    own length (clamped, `run_steps`). Stops once the losses climb past their minimum (`past_the_minimum`)."""
+    own length (clamped, `run_steps`). Stops once the losses climb past their minimum (`past_the_minimum`),
+    unless `stop` is False (every candidate tried: for benchmarks that read the whole curve)."""
     result = ShortRunsResult()
     cfg = session.cfg
     chance = result.chance_loss = math.log(max(2, len(session.data.classes)))
@@ -140,7 +142,7 @@ def run_short_runs(session: Session, candidates: list[float] | None = None, iter
         result.finals.append(final_loss(losses))
         if math.isfinite(losses[0]):
             result.start_loss = min(result.start_loss, losses[0])  # the same for every candidate, bar a NaN
-        if past_the_minimum(result.finals, min(result.start_loss, chance)):
+        if stop and past_the_minimum(result.finals, min(result.start_loss, chance)):
             break
     result.suggestion = vertex_lr(result.lrs, result.finals)
     return result
