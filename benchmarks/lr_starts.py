@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from benchmarks.lr_calibration import OPTIMS, SETUPS, _session, in_band, part_of, setup_overrides
-from deeprecipe.recipe.lr_methods import past_the_minimum, run_short_runs, vertex_lr
+from deeprecipe.recipe.lr_methods import (PER_DECADE, above_the_top, candidate_lrs, past_the_minimum, run_short_runs,
+                                          vertex_lr)
 from deeprecipe.utils import write_json
 
 RESULTS = Path(__file__).parent / "results"
@@ -48,19 +49,56 @@ def run(setups: list[str], starts: int, seeds: int, out: Path) -> None:
             print(key, flush=True)
 
 
+def _mean_final(tests: list[dict], lr: float) -> float:
+    """The starts' mean final loss at `lr` (inf if any diverged); KeyError when a start never tried it."""
+    values = []
+    for t in tests:
+        at = [i for i, r in enumerate(t["lrs"]) if math.isclose(r, lr, rel_tol=1e-6)]
+        if not at:
+            raise KeyError(f"no stored test at lr {lr:g}: run `python -m benchmarks.lr_starts --above`")
+        values.append(t["finals"][at[0]])
+    return math.inf if any(v is None for v in values) else float(np.mean(values))
+
+
 def replay(tests: list[dict]) -> tuple[float | None, int]:
     """(suggestion, candidates tried) of the product reading the given starts together: per candidate the mean
-    of the starts' final losses (inf if any diverged), tried from the highest rate down until the stop."""
-    lrs = tests[0]["lrs"]
+    of the starts' final losses (inf if any diverged), tried from 1 down until the stop past the minimum, then
+    upwards while the best is the highest rate tried (`above_the_top`), as `run_short_runs` does."""
     chance = tests[0]["chance_loss"]
     start = min((t["start_loss"] for t in tests if t["start_loss"] is not None), default=math.inf)
-    finals: list[float] = []
-    for i in range(len(lrs)):
-        values = [t["finals"][i] for t in tests]
-        finals.append(math.inf if any(v is None for v in values) else float(np.mean(values)))
+    lrs, finals = [], []
+    for lr in candidate_lrs():
+        lrs.append(lr)
+        finals.append(_mean_final(tests, lr))
         if past_the_minimum(finals, min(start, chance)):
             break
-    return vertex_lr(lrs[:len(finals)], finals), len(finals)
+    while (higher := above_the_top(lrs, finals)) is not None:
+        lrs.insert(0, higher)
+        finals.insert(0, _mean_final(tests, higher))
+    return vertex_lr(lrs, finals), len(finals)
+
+
+def add_above(results: dict) -> None:
+    """Train the rates above the candidates (up to 10) for every stored start whose own reading goes there."""
+    for key, per_seed in results.items():
+        setup, opt = key.split("/")
+        def needs_above(test: dict) -> bool:
+            try:
+                replay([test])
+            except KeyError:
+                return True
+            return False
+        if not any(needs_above(t) for tests in per_seed for t in tests):
+            continue
+        for tests in per_seed:  # every start of the setup, so that averaged readings find them too
+            for test in tests:
+                if not any(r > 1.0001 for r in test["lrs"]):
+                    above = [float(candidate_lrs()[0] * 10 ** (i / PER_DECADE)) for i in (3, 2, 1)]
+                    extra = run_short_runs(_session(setup_overrides(setup) + OPTIMS[opt] + [f"train.seed={test['seed']}"]),
+                                           candidates=above, stop=False)
+                    test["lrs"], test["finals"] = extra.lrs + test["lrs"], [
+                        f if math.isfinite(f) else None for f in extra.finals] + test["finals"]
+        print(key, flush=True)
 
 
 def score(results: dict, calibration: dict, most_starts: int) -> str:
@@ -101,9 +139,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=RESULTS / "lr_starts.json")
     p.add_argument("--calibration", type=Path, default=RESULTS / "lr_calibration.json")
     p.add_argument("--score", action="store_true", help="only read the stored tests")
+    p.add_argument("--above", action="store_true",
+                   help="add the rates above 1 (up to 10) to the stored starts whose reading goes past the top")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    if not args.score:
+    if args.above:
+        results = json.loads(args.out.read_text())
+        add_above(results)
+        write_json(args.out, results)
+    elif not args.score:
         run(args.setups.split(","), args.starts, args.seeds, args.out)
     print(score(json.loads(args.out.read_text()), json.loads(args.calibration.read_text()), args.starts))
 

@@ -343,6 +343,13 @@ def test_short_runs_read_the_vertex_around_the_lowest_final_loss():
     # two, so rates that only fell to chance from a high start learnt nothing either.
     assert past_the_minimum(at_chance, start=2.71) and not past_the_minimum(at_chance, start=min(2.71, math.log(10)))
     assert past_the_minimum([2.3, 1.0, 1.2, 1.5], start=2.31)  # 1.0 < 0.95 × 2.31: a valley, then the climb
+    # The lowest loss at the highest rate tried: go on upwards a third of a decade at a time, up to 10.
+    from deeprecipe.recipe.lr_methods import above_the_top
+    assert above_the_top([1.0, 0.46, 0.22], [1.0, 1.2, 1.3]) == pytest.approx(10 ** (1 / 3))
+    assert above_the_top([2.154, 1.0, 0.46], [0.9, 1.0, 1.2]) == pytest.approx(10 ** (2 / 3), rel=1e-3)
+    assert above_the_top([1.0, 0.46, 0.22], [1.2, 1.0, 1.3]) is None            # the valley is bracketed
+    assert above_the_top([10.0, 4.64, 2.15], [0.5, 0.6, 0.7]) is None           # the cap
+    assert above_the_top([1.0, 0.46], [math.inf, math.inf]) is None
 
 
 def test_short_runs_train_each_rate_under_the_schedule_shape(tmp_path, mnist_small_npz, capsys):
@@ -381,6 +388,22 @@ def test_short_runs_train_each_rate_under_the_schedule_shape(tmp_path, mnist_sma
                  "--out", str(tmp_path / "lr"), *sum((["--set", o] for o in SMALL_NET), [])])
     assert code == 0 and json.loads(capsys.readouterr().out)["method"] == "short-runs"
     assert (tmp_path / "lr" / "lr_find.png").is_file()
+
+
+def test_short_runs_go_past_the_top_while_the_best_is_there(mnist_small_npz, monkeypatch):
+    from deeprecipe.recipe import lr_methods
+    # Candidates far too low for plain SGD (1e-3 … 1e-5): the lowest loss is the top one, so the method climbs
+    # a third of a decade at a time — up to ten times the list's top — and reads the vertex among all of them.
+    monkeypatch.setattr(lr_methods, "candidate_lrs", lambda: [1e-3, 1e-4, 1e-5])
+    session = Session.create(resolve_config(None, [f"data.spec={mnist_small_npz}", *SMALL_NET, "optim.name=sgd",
+                                                   "schedule.name=constant"]))
+    result = lr_methods.run_short_runs(session, iterations=40)
+    assert result.lrs[-3:] == [1e-3, 1e-4, 1e-5] and result.lrs[0] == pytest.approx(1e-2)
+    assert result.lrs[:3] == pytest.approx([1e-2, 10 ** -2.333, 10 ** -2.667], rel=1e-3)
+    assert result.finals[0] < result.finals[3] < result.finals[5]  # higher was better all the way up
+    assert result.suggestion == pytest.approx(1e-2)  # still the top, at the cap
+    # With explicit candidates the list is the user's: nothing is added.
+    assert lr_methods.run_short_runs(session, candidates=[1e-3, 1e-4, 1e-5], iterations=40).lrs == [1e-3, 1e-4, 1e-5]
 
 
 def test_lr_find_and_the_doctor_step_like_a_training_run(mnist_small_npz):

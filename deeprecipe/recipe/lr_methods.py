@@ -14,6 +14,8 @@ decade (two until the tenth session) put its three points closer to the valley's
 two in a row lost to the one before (the loss climbs out of its valley; lower rates only climb further) — once
 there is a valley: some candidate's final loss must have fallen 5 % below the loss of guessing uniformly
 (ln C, or the runs' starting loss where that is lower), so that rates all left at chance never end the search.
+A lowest loss at the top candidate (1) goes on upwards, a third of a decade at a time up to 10: batch-normalised
+convnets under SGD can be best at 1-3, and a vertex clamped to the list's edge reads them low.
 Measured in docs/recipe.md.
 """
 from __future__ import annotations
@@ -111,39 +113,67 @@ def past_the_minimum(finals: list[float], start: float = math.inf, rising: int =
     return all(b > a and b > best for a, b in zip(tail, tail[1:]))
 
 
+def above_the_top(lrs: list[float], finals: list[float], most: int = 3) -> float | None:
+    """The next rate to try above the candidates (a third of a decade higher), while the lowest final loss is
+    still the highest rate tried and finite, at most `most` times above `high`: batch-normalised convnets under
+    SGD are best at rates of 1-3, past the list's top, and a best rate at the edge says nowhere where the valley
+    ends. None when the valley is bracketed."""
+    if not lrs or not math.isfinite(min(finals)):
+        return None
+    top = max(range(len(lrs)), key=lambda i: lrs[i])
+    if int(np.argmin(finals)) != top or lrs[top] >= candidate_lrs()[0] * 10 ** (most / PER_DECADE) * 0.999:
+        return None
+    return float(lrs[top] * 10 ** (1 / PER_DECADE))
+
+
+def _train_candidate(session: Session, lr: float, iterations: int | None) -> tuple[list[float], int, int]:
+    """(per-step losses — the last +inf if the loss turned NaN/inf —, the run's length in steps, its loader's
+    batches per epoch) of one candidate trained from the session's seeded start under the configured schedule's
+    shape. `iterations` None: the configured run's own length (`run_steps`)."""
+    cfg = session.cfg
+    trainer = session.make_trainer(None, show_progress=False)  # seeded: same initial weights, same batches
+    # The length comes from the first candidate's own loader (no extra trainer built just to count batches);
+    # the schedule's epochs are squeezed into it (warm-up and step decay keep their proportions).
+    iterations = iterations or run_steps(trainer, cfg.train.epochs)
+    steps_per_epoch = max(1, iterations // max(1, cfg.train.epochs))
+    trainer.lr_at = lambda step: lr * lr_factor(step, iterations, steps_per_epoch, cfg.schedule)
+    trainer.model.train()
+    batches, losses = _batches(trainer.train_loader), []
+    try:
+        for _ in range(iterations):
+            x, y = next(batches)
+            trainer.train_step(x, y)
+            losses.append(trainer.read_losses())  # the loss before this step's update
+    except NonFiniteLoss:
+        losses.append(math.inf)
+    return losses, iterations, len(trainer.train_loader)
+
+
 def run_short_runs(session: Session, candidates: list[float] | None = None, iterations: int | None = None,
                    stop: bool = True) -> ShortRunsResult:
     """Train every candidate rate (highest first) `iterations` steps from the same start, under the configured
     schedule's shape; suggest the vertex around the lowest final loss. `iterations` None: the configured run's
     own length (clamped, `run_steps`). Stops once the losses climb past their minimum (`past_the_minimum`),
-    unless `stop` is False (every candidate tried: for benchmarks that read the whole curve)."""
+    unless `stop` is False (every candidate tried: for benchmarks that read the whole curve). With the default
+    candidates, a lowest loss at the highest one goes on upwards (`above_the_top`)."""
     result = ShortRunsResult()
-    cfg = session.cfg
     chance = result.chance_loss = math.log(max(2, len(session.data.classes)))
-    for lr in track(sorted(candidates or candidate_lrs(), reverse=True), "short runs"):
-        trainer = session.make_trainer(None, show_progress=False)  # seeded: same initial weights, same batches
-        # The length comes from the first candidate's own loader (no extra trainer built just to count batches);
-        # the schedule's epochs are squeezed into it (warm-up and step decay keep their proportions).
-        iterations = result.steps = iterations or run_steps(trainer, cfg.train.epochs)
-        result.batches_per_epoch = len(trainer.train_loader)
-        steps_per_epoch = max(1, iterations // max(1, cfg.train.epochs))
-        trainer.lr_at = lambda step, lr=lr: lr * lr_factor(step, iterations, steps_per_epoch, cfg.schedule)
-        trainer.model.train()
-        batches, losses = _batches(trainer.train_loader), []
-        try:
-            for _ in range(iterations):
-                x, y = next(batches)
-                trainer.train_step(x, y)
-                losses.append(trainer.read_losses())  # the loss before this step's update
-        except NonFiniteLoss:
-            losses.append(math.inf)
-        result.lrs.append(lr)
-        result.losses.append([v if math.isfinite(v) else None for v in losses])
-        result.finals.append(final_loss(losses))
+
+    def attempt(lr: float, first: bool) -> None:
+        losses, result.steps, result.batches_per_epoch = _train_candidate(session, lr, iterations or result.steps or None)
         if math.isfinite(losses[0]):
             result.start_loss = min(result.start_loss, losses[0])  # the same for every candidate, bar a NaN
+        at = len(result.lrs) if not first else 0
+        result.lrs.insert(at, lr)
+        result.losses.insert(at, [v if math.isfinite(v) else None for v in losses])
+        result.finals.insert(at, final_loss(losses))
+
+    for lr in track(sorted(candidates or candidate_lrs(), reverse=True), "short runs"):
+        attempt(lr, first=False)
         if stop and past_the_minimum(result.finals, min(result.start_loss, chance)):
             break
+    while candidates is None and (higher := above_the_top(result.lrs, result.finals)) is not None:
+        attempt(higher, first=True)
     result.suggestion = vertex_lr(result.lrs, result.finals)
     return result
 
