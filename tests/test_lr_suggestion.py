@@ -200,9 +200,10 @@ def test_stored_calibration_reads_the_same_with_the_current_code():
     would have tried no further candidate, and every stored range curve gives a reading."""
     import json
     from pathlib import Path
-    from deeprecipe.recipe.lr_methods import candidate_lrs, past_the_minimum, vertex_lr
+    from deeprecipe.recipe.lr_methods import above_the_top, candidate_lrs, past_the_minimum, vertex_lr
     results = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" / "lr_calibration.json").read_text())
     assert len(results) >= 10
+    went_above = 0
     for key, r in results.items():
         lo, hi = r["band"]
         assert 0 < lo <= hi and str(lo) in map(str, map(float, r["accs"]))
@@ -212,10 +213,17 @@ def test_stored_calibration_reads_the_same_with_the_current_code():
             assert vertex_lr(runs["lrs"], finals) == pytest.approx(s["short-runs"]), key
             assert runs["lrs"] == sorted(runs["lrs"], reverse=True)
             start = min(runs.get("start_loss") or math.inf, runs.get("chance_loss") or math.inf)
-            assert runs["lrs"] == pytest.approx(candidate_lrs()[:len(finals)]), key  # the current candidates
-            assert (len(finals) == len(candidate_lrs()) or past_the_minimum(finals, start)
-                    and not past_the_minimum(finals[:-1], start)), key
+            above = sum(lr > candidate_lrs()[0] * 1.001 for lr in runs["lrs"])  # tried after the list, upwards
+            went_above += above > 0
+            listed, listed_finals = runs["lrs"][above:], finals[above:]
+            assert listed == pytest.approx(candidate_lrs()[:len(listed)]), key  # the current candidates
+            assert (len(listed) == len(candidate_lrs()) or past_the_minimum(listed_finals, start)
+                    and not past_the_minimum(listed_finals[:-1], start)), key
+            for k in range(above, 0, -1):  # each rate above the list is the one the rates below it asked for
+                assert above_the_top(runs["lrs"][k:], finals[k:]) == pytest.approx(runs["lrs"][k - 1]), key
+            assert above_the_top(runs["lrs"], finals) is None, key
             assert suggest_lr(s["curves"]["range"]["lrs"], s["curves"]["range"]["smoothed"])[0] is not None
+    assert went_above  # the batch-normalised convnets under SGD are best at the list's top
 
 
 def test_the_one_seed_ceiling_reads_each_seeds_own_best_full_run():
@@ -277,3 +285,22 @@ def test_the_refined_grids_keep_every_stored_rate_and_their_bands_follow_from_th
         assert set(coarse[key]["accs"]) < set(r["accs"]), key
         assert r["suggestions"] == coarse[key]["suggestions"]
         assert tuple(r["band"]) == best_band({float(k): v for k, v in r["accs"].items()})
+
+
+def test_the_stored_starts_replay_the_calibrations_short_runs():
+    """benchmarks/results/lr_starts.json (every candidate from three starts a seed; docs/recipe.md's "How
+    reproducible the band is") read the product's way: each seed's first start — the calibration's own seed —
+    gives back the suggestion stored in lr_calibration.json, and the replicate grids hold the calibration's rates."""
+    import json
+    from pathlib import Path
+    from benchmarks.lr_starts import replay
+    results = Path(__file__).parents[1] / "benchmarks" / "results"
+    calibration = json.loads((results / "lr_calibration.json").read_text())
+    starts = json.loads((results / "lr_starts.json").read_text())
+    replicate = json.loads((results / "lr_band_replicate.json").read_text())
+    assert set(starts) == set(calibration) == set(replicate)
+    for key, per_seed in starts.items():
+        stored = [s["short-runs"] for s in calibration[key]["suggestions"]]
+        assert [replay([tests[0]])[0] for tests in per_seed] == pytest.approx(stored), key
+        assert [t["seed"] for t in per_seed[1]] == [1, 11, 21]
+        assert set(replicate[key]["accs"]) == set(calibration[key]["accs"]) and replicate[key]["seeds"] == [30, 31, 32]
