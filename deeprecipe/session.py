@@ -82,8 +82,10 @@ class PreparedData:
     def loader(self, name: str, cfg: Config, device: torch.device, train: bool = False,
                channels_last: bool = False, augment: bool | None = None, **kw) -> TensorLoader:
         images, labels = self.part(name)
-        # A config that did not pass through Session.create gets the default here.
-        batch = batch_size_for(cfg, len(self.splits["train"])) if train else cfg.train.eval_batch_size
+        # A config that did not pass through Session.create gets the default here, for this loader's share of
+        # the ranks (each of world_size ranks sees 1/world_size of the training set).
+        batch = (batch_size_for(cfg, len(self.splits["train"]), kw.get("world_size", 1)) if train
+                 else cfg.train.eval_batch_size)
         augmenting = train if augment is None else augment
         pipeline = (build_pipeline(cfg.data.augment, len(self.classes), fit_images=lambda: self.part("train")[0])
                     if augmenting else None)

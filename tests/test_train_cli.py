@@ -196,3 +196,17 @@ def test_an_unset_batch_size_is_resolved_once_and_saved_with_the_run(tmp_path, m
     api.train(resolve_config(None, small + ["train.batch_size=64"]), out=tmp_path / "set", show_progress=False,
               write_report=False)
     assert resolve_config(str(tmp_path / "set" / "config.yaml")).train.batch_size == 64  # a named batch is kept
+
+
+def test_a_loader_built_outside_a_session_takes_the_default_batch_for_its_share_of_the_ranks(mnist_npz):
+    import torch
+    from deeprecipe.config import resolve_config
+    from deeprecipe.session import prepare_data
+    from deeprecipe.train.budget import auto_batch_size
+    cfg = resolve_config(None, [f"data.spec={mnist_npz(60)}", "train.epochs=8"])  # batch size unset
+    data = prepare_data(cfg)
+    n = data.sizes()["train"]
+    alone = data.loader("train", cfg, torch.device("cpu"), train=True)
+    one_of_two = data.loader("train", cfg, torch.device("cpu"), train=True, rank=0, world_size=2)
+    assert alone.batch_size == auto_batch_size(n, 8) == 32  # 420 training digits: 64 would be 7 steps an epoch
+    assert one_of_two.batch_size == auto_batch_size(n, 8, world_size=2) == 16  # each rank sees half of them
