@@ -62,7 +62,23 @@ def score(replicate: dict, calibration: dict, starts: dict) -> str:
         rows.append(f"| {key} | {first[0]:g}–{first[1]:g} | {second[0]:g}–{second[1]:g} | {'yes' if best_in else 'no'} | "
                     f"{in_first}/{len(suggestions)} | {in_second}/{len(suggestions)} |")
     rows.append(f"| **all** | | | **{counts[0]}/{counts[1]}** | **{counts[2]}/{counts[4]}** | **{counts[3]}/{counts[4]}** |")
-    return "\n".join(rows)
+    return "\n".join(rows) + "\n\n" + coarse_box_line(replicate, calibration, starts)
+
+
+def coarse_box_line(replicate: dict, calibration: dict, starts: dict) -> str:
+    """How often the recipe's coarse search box — the suggestion ÷/× recipe.lr_span — holds each grid's best rate."""
+    from deeprecipe.config import RecipeConfig
+    span = RecipeConfig().lr_span
+    held, total = [0, 0], 0
+    for key, per_seed in starts.items():
+        bests = [best_rate(calibration[key]["accs"]), best_rate(replicate[key]["accs"])]
+        for tests in per_seed:
+            for test in tests:
+                s, _ = replay([test])
+                total += 1
+                held = [h + (s / span <= b <= s * span) for h, b in zip(held, bests)]
+    return (f"The recipe's coarse search box (suggestion ÷/× {span:g}, `recipe.lr_span`) holds the first grid's best "
+            f"rate in {held[0]} of {total} one-start tests and the second grid's in {held[1]}.")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -114,10 +114,10 @@ def past_the_minimum(finals: list[float], start: float = math.inf, rising: int =
 
 
 def above_the_top(lrs: list[float], finals: list[float], most: int = 3) -> float | None:
-    """The next rate to try above the candidates (a third of a decade higher), while the lowest final loss is
-    still the highest rate tried and finite, at most `most` times above `high`: batch-normalised convnets under
-    SGD are best at rates of 1-3, past the list's top, and a best rate at the edge says nowhere where the valley
-    ends. None when the valley is bracketed."""
+    """The next rate to try above the candidates (a third of a decade higher) while the lowest final loss is
+    still at the highest rate tried, at most `most` steps above the default list's top (1): batch-normalised
+    convnets under SGD are best at rates of 1-3, and a best rate at the list's edge does not say where the
+    valley ends. None once the valley is bracketed (or every rate diverged)."""
     if not lrs or not math.isfinite(min(finals)):
         return None
     top = max(range(len(lrs)), key=lambda i: lrs[i])
@@ -159,21 +159,21 @@ def run_short_runs(session: Session, candidates: list[float] | None = None, iter
     result = ShortRunsResult()
     chance = result.chance_loss = math.log(max(2, len(session.data.classes)))
 
-    def attempt(lr: float, first: bool) -> None:
+    def attempt(lr: float, above: bool) -> None:  # above: a rate over the others, listed first (highest first)
         losses, result.steps, result.batches_per_epoch = _train_candidate(session, lr, iterations or result.steps or None)
         if math.isfinite(losses[0]):
             result.start_loss = min(result.start_loss, losses[0])  # the same for every candidate, bar a NaN
-        at = len(result.lrs) if not first else 0
+        at = 0 if above else len(result.lrs)
         result.lrs.insert(at, lr)
         result.losses.insert(at, [v if math.isfinite(v) else None for v in losses])
         result.finals.insert(at, final_loss(losses))
 
     for lr in track(sorted(candidates or candidate_lrs(), reverse=True), "short runs"):
-        attempt(lr, first=False)
+        attempt(lr, above=False)
         if stop and past_the_minimum(result.finals, min(result.start_loss, chance)):
             break
     while candidates is None and (higher := above_the_top(result.lrs, result.finals)) is not None:
-        attempt(higher, first=True)
+        attempt(higher, above=True)
     result.suggestion = vertex_lr(result.lrs, result.finals)
     return result
 
