@@ -1,14 +1,16 @@
 """Several starts per short-runs test: every candidate rate tried from a few seeds, stored for readings.
 
     nice python -m benchmarks.lr_starts [--setups digits-mlp,...] [--starts 3] [--out benchmarks/results/lr_starts.json]
+    nice python -m benchmarks.lr_starts --above    # add rates above 1 where a start's reading climbs past the list
     python -m benchmarks.lr_starts --score [--out ...]   # read the stored tests, no training
 
 For each setup × optimizer × seed s of `benchmarks/lr_calibration.py` (its grids and bands stay where they
 are), the short runs are run with every candidate (no stop) from the starts s, s + 10, s + 20, …: the same
-data split, other initial weights and batch orders. `--score` then reads each seed's test the way the product
-would with one start or with the first k starts averaged per candidate (the stop past the minimum replayed on
-the averaged losses, so that the count of candidates is the one the product would train), and prints the
-in-band share and the seed-to-seed spread per reading, as `benchmarks.lr_calibration` counts them.
+data split, other initial weights and batch orders. Start s shares its seed with the grid's full run of seed s
+(the same weights and batches); the others do not. `--score` then reads each seed's test the way the product
+would — from 1 down until the stop past the minimum, then upwards while the best is the top (`replay`) — with
+one start, or with several averaged per candidate, and prints the in-band share and the seed-to-seed spread per
+reading, as `benchmarks.lr_calibration` counts them. Measured in docs/recipe.md ("How reproducible the band is").
 """
 from __future__ import annotations
 
