@@ -192,6 +192,10 @@ def plot_short_runs(result: ShortRunsResult, path: str | Path) -> Path:
         b.axvline(result.suggestion, color="C3", ls="--", label=f"suggested lr {result.suggestion:.2g}")
         b.legend()
     b.set_xscale("log")
+    # The candidates themselves as ticks: a log axis spanning under a decade labels its minor ticks on top of
+    # each other (2×10⁻¹ 3×10⁻¹ …).
+    b.set_xticks(result.lrs, [f"{lr:.2g}" for lr in result.lrs], rotation=45, fontsize=7)
+    b.minorticks_off()
     b.set_xlabel("learning rate")
     b.set_ylabel("final training loss (last tenth of the steps)")
     fig.suptitle("short runs from the same start")
