@@ -23,8 +23,7 @@ import numpy as np
 import torch
 
 from benchmarks.lr_calibration import OPTIMS, SETUPS, _session, in_band, part_of, setup_overrides
-from deeprecipe.recipe.lr_methods import (PER_DECADE, above_the_top, candidate_lrs, past_the_minimum, run_short_runs,
-                                          vertex_lr)
+from deeprecipe.recipe.lr_methods import PER_DECADE, candidate_lrs, explore_rates, run_short_runs, vertex_lr
 from deeprecipe.utils import write_json
 
 RESULTS = Path(__file__).parent / "results"
@@ -63,20 +62,11 @@ def _mean_final(tests: list[dict], lr: float) -> float:
 
 
 def replay(tests: list[dict]) -> tuple[float | None, int]:
-    """(suggestion, candidates tried) of the product reading the given starts together: per candidate the mean
-    of the starts' final losses (inf if any diverged), tried from 1 down until the stop past the minimum, then
-    upwards while the best is the highest rate tried (`above_the_top`), as `run_short_runs` does."""
-    chance = tests[0]["chance_loss"]
+    """(suggestion, candidates tried) of the product reading the given starts together — per candidate the mean
+    of the starts' final losses (inf if any diverged) — through the product's own search (`explore_rates`)."""
     start = min((t["start_loss"] for t in tests if t["start_loss"] is not None), default=math.inf)
-    lrs, finals = [], []
-    for lr in candidate_lrs():
-        lrs.append(lr)
-        finals.append(_mean_final(tests, lr))
-        if past_the_minimum(finals, min(start, chance)):
-            break
-    while (higher := above_the_top(lrs, finals)) is not None:
-        lrs.insert(0, higher)
-        finals.insert(0, _mean_final(tests, higher))
+    lrs, finals = explore_rates(lambda lr: _mean_final(tests, lr), lambda: start, tests[0]["chance_loss"],
+                                progress=False)
     return vertex_lr(lrs, finals), len(finals)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -149,31 +150,46 @@ def _train_candidate(session: Session, lr: float, iterations: int | None) -> tup
     return losses, iterations, len(trainer.train_loader)
 
 
+def explore_rates(score: Callable[[float], float], start_loss: Callable[[], float], chance: float,
+                  candidates: list[float] | None = None, stop: bool = True,
+                  progress: bool = True) -> tuple[list[float], list[float]]:
+    """(rates, final losses), highest rate first, of the short runs' search: `score(lr)` for each candidate from
+    the highest down, until the losses climb past their minimum (`past_the_minimum`, against the lower of ln C =
+    `chance` and `start_loss()`, the loss before any step) unless `stop` is False; then, with the default
+    candidates, upwards while the lowest loss is at the top (`above_the_top`). One routine for `run_short_runs`
+    and for benchmarks that replay stored losses."""
+    lrs: list[float] = []
+    finals: list[float] = []
+    ordered = sorted(candidates or candidate_lrs(), reverse=True)
+    for lr in track(ordered, "short runs") if progress else ordered:
+        lrs.append(lr)
+        finals.append(score(lr))
+        if stop and past_the_minimum(finals, min(start_loss(), chance)):
+            break
+    while candidates is None and (higher := above_the_top(lrs, finals)) is not None:
+        lrs.insert(0, higher)
+        finals.insert(0, score(higher))
+    return lrs, finals
+
+
 def run_short_runs(session: Session, candidates: list[float] | None = None, iterations: int | None = None,
                    stop: bool = True) -> ShortRunsResult:
     """Train every candidate rate (highest first) `iterations` steps from the same start, under the configured
     schedule's shape; suggest the vertex around the lowest final loss. `iterations` None: the configured run's
-    own length (clamped, `run_steps`). Stops once the losses climb past their minimum (`past_the_minimum`),
-    unless `stop` is False (every candidate tried: for benchmarks that read the whole curve). With the default
-    candidates, a lowest loss at the highest one goes on upwards (`above_the_top`)."""
+    own length (clamped, `run_steps`). Which rates, in which order, and when to stop: `explore_rates`."""
     result = ShortRunsResult()
-    chance = result.chance_loss = math.log(max(2, len(session.data.classes)))
+    result.chance_loss = math.log(max(2, len(session.data.classes)))
+    curves: dict[float, list[float | None]] = {}
 
-    def attempt(lr: float, above: bool) -> None:  # above: a rate over the others, listed first (highest first)
+    def score(lr: float) -> float:
         losses, result.steps, result.batches_per_epoch = _train_candidate(session, lr, iterations or result.steps or None)
         if math.isfinite(losses[0]):
             result.start_loss = min(result.start_loss, losses[0])  # the same for every candidate, bar a NaN
-        at = 0 if above else len(result.lrs)
-        result.lrs.insert(at, lr)
-        result.losses.insert(at, [v if math.isfinite(v) else None for v in losses])
-        result.finals.insert(at, final_loss(losses))
+        curves[lr] = [v if math.isfinite(v) else None for v in losses]
+        return final_loss(losses)
 
-    for lr in track(sorted(candidates or candidate_lrs(), reverse=True), "short runs"):
-        attempt(lr, above=False)
-        if stop and past_the_minimum(result.finals, min(result.start_loss, chance)):
-            break
-    while candidates is None and (higher := above_the_top(result.lrs, result.finals)) is not None:
-        attempt(higher, above=True)
+    result.lrs, result.finals = explore_rates(score, lambda: result.start_loss, result.chance_loss, candidates, stop)
+    result.losses = [curves[lr] for lr in result.lrs]
     result.suggestion = vertex_lr(result.lrs, result.finals)
     return result
 
