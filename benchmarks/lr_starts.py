@@ -2,6 +2,7 @@
 
     nice python -m benchmarks.lr_starts [--setups digits-mlp,...] [--starts 3] [--out benchmarks/results/lr_starts.json]
     nice python -m benchmarks.lr_starts --above    # add rates above 1 where a start's reading climbs past the list
+    nice python -m benchmarks.lr_starts --range    # add a range test (lr-find's default) from every start
     python -m benchmarks.lr_starts --score [--out ...]   # read the stored tests, no training
 
 For each setup × optimizer × seed s of `benchmarks/lr_calibration.py` (its grids and bands stay where they
@@ -93,17 +94,42 @@ def add_above(results: dict) -> None:
         print(key, flush=True)
 
 
+def add_range(results: dict) -> None:
+    """Run the range test (`lr-find`'s default) from every stored start that has none yet."""
+    from deeprecipe.recipe.lr_find import run_lr_find
+    for key, per_seed in results.items():
+        setup, opt = key.split("/")
+        for tests in per_seed:
+            for test in tests:
+                if "range" not in test:
+                    rt = run_lr_find(_session(setup_overrides(setup) + OPTIMS[opt] + [f"train.seed={test['seed']}"]))
+                    test["range"] = {"lrs": rt.lrs, "smoothed": rt.smoothed}
+        print(key, flush=True)
+
+
+def range_reading(test: dict) -> float | None:
+    """The product's reading of a stored range test (half the rate at the smoothed loss's minimum)."""
+    from deeprecipe.recipe.lr_find import suggest_lr
+    return suggest_lr(test["range"]["lrs"], test["range"]["smoothed"])[0] if "range" in test else None
+
+
 def score(results: dict, calibration: dict, most_starts: int) -> str:
     rows = ["| reading | in band (all) | chosen on | held out | held out later | spreads > 1.5× | worst spread | "
             "candidates tried |", "|---" * 8 + "|"]
-    readings = [(f"one start (seed + {START_STEP * i})", [i]) for i in range(most_starts)]
-    readings += [(f"{k} starts averaged (seed + 0 … + {START_STEP * (k - 1)})", list(range(k)))
-                 for k in range(2, most_starts + 1)]
+    # Each reading: a name and what it makes of one seed's starts — (suggestion, candidates trained or None).
+    readings = [(f"one start (seed + {START_STEP * i})", lambda tests, i=i: replay([tests[i]]))
+                for i in range(most_starts)]
+    readings += [(f"{k} starts averaged (seed + 0 … + {START_STEP * (k - 1)})",
+                  lambda tests, k=k: _scaled(replay(tests[:k]), k)) for k in range(2, most_starts + 1)]
     # Start 0 shares its seed — initial weights and batch order — with the grid's full run of that seed; the
     # others are independent of the band.
     if most_starts > 2:
-        readings.append((f"{most_starts - 1} starts averaged, none shared with the grid", list(range(1, most_starts))))
-    for name, starts in readings:
+        readings.append((f"{most_starts - 1} starts averaged, none shared with the grid",
+                         lambda tests: _scaled(replay(tests[1:]), most_starts - 1)))
+    if any("range" in t for per_seed in results.values() for tests in per_seed for t in tests):
+        readings += [(f"range test (min ÷ 2), one start (seed + {START_STEP * i})",
+                      lambda tests, i=i: (range_reading(tests[i]), None)) for i in range(most_starts)]
+    for name, read in readings:
         inside = {p: [] for p in ("chosen on", "held out", "held out later")}
         spreads, tried = [], []
         for key, per_seed in results.items():
@@ -112,18 +138,24 @@ def score(results: dict, calibration: dict, most_starts: int) -> str:
             for tests in per_seed:
                 if len(tests) < most_starts:
                     continue
-                s, n = replay([tests[i] for i in starts])
+                s, n = read(tests)
                 if s:
                     suggestions.append(s)
                     inside[part_of(key)].append(in_band(s, accs, band))
-                tried.append(n * len(starts))
+                if n is not None:
+                    tried.append(n)
             if suggestions:
                 spreads.append(max(suggestions) / min(suggestions))
         total = sum(inside.values(), [])
         rows.append(f"| {name} | {sum(total)}/{len(total)} | " + " | ".join(
             f"{sum(v)}/{len(v)}" for v in inside.values()) + f" | {sum(s > 1.5 for s in spreads)} of {len(spreads)} | "
-            f"×{max(spreads):.2f} | {np.mean(tried):.1f} |")
+            f"×{max(spreads):.2f} | " + (f"{np.mean(tried):.1f} |" if tried else "(100 steps) |"))
     return "\n".join(rows)
+
+
+def _scaled(reading: tuple[float | None, int], starts: int) -> tuple[float | None, int]:
+    """A reading of several starts averaged: each candidate was trained once per start."""
+    return reading[0], reading[1] * starts
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -134,13 +166,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=RESULTS / "lr_starts.json")
     p.add_argument("--calibration", type=Path, default=RESULTS / "lr_calibration.json")
     p.add_argument("--score", action="store_true", help="only read the stored tests")
+    p.add_argument("--range", action="store_true", help="add a range test from every stored start")
     p.add_argument("--above", action="store_true",
                    help="add the rates above 1 (up to 10) to the stored starts whose reading goes past the top")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    if args.above:
+    if args.above or args.range:
         results = json.loads(args.out.read_text())
-        add_above(results)
+        (add_above if args.above else add_range)(results)
         write_json(args.out, results)
     elif not args.score:
         run(args.setups.split(","), args.starts, args.seeds, args.out)

@@ -290,10 +290,11 @@ def test_the_refined_grids_keep_every_stored_rate_and_their_bands_follow_from_th
 def test_the_stored_starts_replay_the_calibrations_short_runs():
     """benchmarks/results/lr_starts.json (every candidate from three starts a seed; docs/recipe.md's "How
     reproducible the band is") read the product's way: each seed's first start — the calibration's own seed —
-    gives back the suggestion stored in lr_calibration.json, and the replicate grids hold the calibration's rates."""
+    gives back the suggestions (short runs and range test) stored in lr_calibration.json, and the replicate grids
+    hold the calibration's rates."""
     import json
     from pathlib import Path
-    from benchmarks.lr_starts import replay
+    from benchmarks.lr_starts import range_reading, replay
     results = Path(__file__).parents[1] / "benchmarks" / "results"
     calibration = json.loads((results / "lr_calibration.json").read_text())
     starts = json.loads((results / "lr_starts.json").read_text())
@@ -302,5 +303,8 @@ def test_the_stored_starts_replay_the_calibrations_short_runs():
     for key, per_seed in starts.items():
         stored = [s["short-runs"] for s in calibration[key]["suggestions"]]
         assert [replay([tests[0]])[0] for tests in per_seed] == pytest.approx(stored), key
+        stored_range = [suggest_lr(s["curves"]["range"]["lrs"], s["curves"]["range"]["smoothed"])[0]
+                        for s in calibration[key]["suggestions"]]
+        assert [range_reading(tests[0]) for tests in per_seed] == pytest.approx(stored_range), key  # the range test too
         assert [t["seed"] for t in per_seed[1]] == [1, 11, 21]
         assert set(replicate[key]["accs"]) == set(calibration[key]["accs"]) and replicate[key]["seeds"] == [30, 31, 32]
