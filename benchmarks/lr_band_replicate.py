@@ -9,7 +9,8 @@ the grid or with `benchmarks/lr_starts.py`'s short runs, seeds 0–22) and asks 
 of a suggestion: is its best rate (the best mean of three seeds — the whole grid trained again) in the original
 band, widened as the calibration widens it? That is the ceiling of any method scored against one grid's band.
 `--score` also reads the stored short runs of `lr_starts.json` (one start, seeds s, s + 10, s + 20) against both
-bands, and prints a markdown table.
+bands, and the starts that share no seed with either grid against the band of both grids pooled (six seeds a
+rate); prints a markdown table, and how often the recipe's coarse search box holds each grid's best rate.
 """
 from __future__ import annotations
 
