@@ -402,6 +402,9 @@ def test_short_runs_go_past_the_top_while_the_best_is_there(mnist_small_npz, mon
     assert result.lrs[:3] == pytest.approx([1e-2, 10 ** -2.333, 10 ** -2.667], rel=1e-3)
     assert result.finals[0] < result.finals[3] < result.finals[5]  # higher was better all the way up
     assert result.suggestion == pytest.approx(1e-2)  # still the top, at the cap
+    # Each stored loss curve belongs to the rate beside it (the upward ones were tried last, listed first).
+    curves_read = [lr_methods.final_loss([math.inf if v is None else v for v in c]) for c in result.losses]
+    assert curves_read == result.finals
     # With explicit candidates the list is the user's: nothing is added.
     assert lr_methods.run_short_runs(session, candidates=[1e-3, 1e-4, 1e-5], iterations=40).lrs == [1e-3, 1e-4, 1e-5]
 
