@@ -46,7 +46,15 @@ def best_rate(accs: dict[str, list[float]]) -> float:
     return float(max(accs, key=lambda r: np.mean(accs[r])))
 
 
+def one_start_readings(starts: dict) -> dict[str, list[list[float | None]]]:
+    """Per 'setup/optimizer': for each start offset (seed + 0, + 10, + 20), the product's reading of each seed's
+    test from that start alone."""
+    return {key: [[replay([tests[i]])[0] for tests in per_seed] for i in range(len(per_seed[0]))]
+            for key, per_seed in starts.items()}
+
+
 def score(replicate: dict, calibration: dict, starts: dict) -> str:
+    readings = one_start_readings(starts)
     rows = ["| setup / optimizer | band (seeds 0–2) | band (seeds 30–32) | replicate's best in the first band | "
             "short runs (one start each, seeds 0–2 / 10–12 / 20–22) in the first band | in the replicate's band | "
             "band of all six seeds | short runs from seeds 10–12 / 20–22 in it |", "|---" * 8 + "|"]
@@ -56,13 +64,13 @@ def score(replicate: dict, calibration: dict, starts: dict) -> str:
         accs2 = {float(k): v for k, v in entry["accs"].items()}
         second = best_band(accs2)
         best_in = in_band(best_rate(entry["accs"]), accs, first)
-        suggestions = [replay([tests[i]])[0] for i in range(3) for tests in starts.get(key, [])]
+        suggestions = [s for by_seed in readings.get(key, []) for s in by_seed]
         in_first = sum(in_band(s, accs, first) for s in suggestions if s)
         in_second = sum(in_band(s, accs2, second) for s in suggestions if s)
         # Six seeds pooled: a steadier band. Only the starts that share no seed with either grid are scored on it.
         pooled = {float(r): list(accs[r]) + list(entry["accs"][r]) for r in accs}
         six = best_band(pooled)
-        independent = [replay([tests[i]])[0] for i in (1, 2) for tests in starts.get(key, []) if len(tests) > i]
+        independent = [s for by_seed in readings.get(key, [])[1:] for s in by_seed]
         in_six = sum(in_band(s, pooled, six) for s in independent if s)
         counts += [best_in, 1, in_first, in_second, len(suggestions), in_six, len(independent)]
         rows.append(f"| {key} | {first[0]:g}–{first[1]:g} | {second[0]:g}–{second[1]:g} | {'yes' if best_in else 'no'} | "
@@ -70,21 +78,19 @@ def score(replicate: dict, calibration: dict, starts: dict) -> str:
                     f"{in_six}/{len(independent)} |")
     rows.append(f"| **all** | | | **{counts[0]}/{counts[1]}** | **{counts[2]}/{counts[4]}** | **{counts[3]}/{counts[4]}** | "
                 f"| **{counts[5]}/{counts[6]}** |")
-    return "\n".join(rows) + "\n\n" + coarse_box_line(replicate, calibration, starts)
+    return "\n".join(rows) + "\n\n" + coarse_box_line(replicate, calibration, readings)
 
 
-def coarse_box_line(replicate: dict, calibration: dict, starts: dict) -> str:
+def coarse_box_line(replicate: dict, calibration: dict, readings: dict[str, list[list[float | None]]]) -> str:
     """How often the recipe's coarse search box — the suggestion ÷/× recipe.lr_span — holds each grid's best rate."""
     from deeprecipe.config import RecipeConfig
     span = RecipeConfig().lr_span
     held, total = [0, 0], 0
-    for key, per_seed in starts.items():
+    for key, by_start in readings.items():
         bests = [best_rate(calibration[key]["accs"]), best_rate(replicate[key]["accs"])]
-        for tests in per_seed:
-            for test in tests:
-                s, _ = replay([test])
-                total += 1
-                held = [h + (s / span <= b <= s * span) for h, b in zip(held, bests)]
+        for s in (s for by_seed in by_start for s in by_seed):
+            total += 1
+            held = [h + (s / span <= b <= s * span) for h, b in zip(held, bests)]
     return (f"The recipe's coarse search box (suggestion ÷/× {span:g}, `recipe.lr_span`) holds the first grid's best "
             f"rate in {held[0]} of {total} one-start tests and the second grid's in {held[1]}.")
 

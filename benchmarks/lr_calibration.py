@@ -163,11 +163,11 @@ def suggestions(overrides: list[str]) -> dict[str, float | None]:
     return out
 
 
-def short_runs(session) -> tuple[float | None, dict]:
+def short_runs(session, stop: bool = True) -> tuple[float | None, dict]:
     """(suggestion, {"lrs", "finals", "start_loss", "chance_loss"}) of one short-runs test: what scoring it and
-    checking its stop need (not the per-step losses)."""
+    checking its stop need (not the per-step losses). `stop` False: every candidate (`run_short_runs`)."""
     from deeprecipe.recipe.lr_methods import run_short_runs
-    record = run_short_runs(session).to_dict()
+    record = run_short_runs(session, stop=stop).to_dict()
     return record["suggestion"], {k: record[k] for k in ("lrs", "finals", "start_loss", "chance_loss")}
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.lr_calibration import OPTIMS, SETUPS, _session, in_band, part_of, setup_overrides
+from benchmarks.lr_calibration import OPTIMS, SETUPS, _session, in_band, part_of, setup_overrides, short_runs
 from deeprecipe.recipe.lr_methods import PER_DECADE, candidate_lrs, explore_rates, run_short_runs, vertex_lr
 from deeprecipe.utils import write_json
 
@@ -31,22 +31,22 @@ RESULTS = Path(__file__).parent / "results"
 START_STEP = 10  # start k of seed s trains with seed s + 10 k
 
 
-def exhaustive_test(overrides: list[str]) -> dict:
-    r = run_short_runs(_session(overrides), stop=False).to_dict()
-    return {k: r[k] for k in ("lrs", "finals", "start_loss", "chance_loss")}
+def start_session(key: str, seed: int):
+    """The calibration's session for 'setup/optimizer' `key`, trained from `seed`."""
+    setup, opt = key.split("/")
+    return _session(setup_overrides(setup) + OPTIMS[opt] + [f"train.seed={seed}"])
 
 
 def run(setups: list[str], starts: int, seeds: int, out: Path) -> None:
     results = json.loads(out.read_text()) if out.is_file() else {}
     for setup in setups:
-        for opt, opt_overrides in OPTIMS.items():
+        for opt in OPTIMS:
             key = f"{setup}/{opt}"
             per_seed = results.setdefault(key, [[] for _ in range(seeds)])
             for seed in range(seeds):
                 while len(per_seed[seed]) < starts:
                     start = seed + START_STEP * len(per_seed[seed])
-                    per_seed[seed].append({"seed": start, **exhaustive_test(
-                        setup_overrides(setup) + opt_overrides + [f"train.seed={start}"])})
+                    per_seed[seed].append({"seed": start, **short_runs(start_session(key, start), stop=False)[1]})
                     write_json(out, results)
             print(key, flush=True)
 
@@ -74,7 +74,6 @@ def replay(tests: list[dict]) -> tuple[float | None, int]:
 def add_above(results: dict) -> None:
     """Train the rates above the candidates (up to 10) for every stored start whose own reading goes there."""
     for key, per_seed in results.items():
-        setup, opt = key.split("/")
         def needs_above(test: dict) -> bool:
             try:
                 replay([test])
@@ -87,8 +86,7 @@ def add_above(results: dict) -> None:
             for test in tests:
                 if not any(r > 1.0001 for r in test["lrs"]):
                     above = [float(candidate_lrs()[0] * 10 ** (i / PER_DECADE)) for i in (3, 2, 1)]
-                    extra = run_short_runs(_session(setup_overrides(setup) + OPTIMS[opt] + [f"train.seed={test['seed']}"]),
-                                           candidates=above, stop=False)
+                    extra = run_short_runs(start_session(key, test["seed"]), candidates=above, stop=False)
                     test["lrs"], test["finals"] = extra.lrs + test["lrs"], [
                         f if math.isfinite(f) else None for f in extra.finals] + test["finals"]
         print(key, flush=True)
@@ -98,11 +96,10 @@ def add_range(results: dict) -> None:
     """Run the range test (`lr-find`'s default) from every stored start that has none yet."""
     from deeprecipe.recipe.lr_find import run_lr_find
     for key, per_seed in results.items():
-        setup, opt = key.split("/")
         for tests in per_seed:
             for test in tests:
                 if "range" not in test:
-                    rt = run_lr_find(_session(setup_overrides(setup) + OPTIMS[opt] + [f"train.seed={test['seed']}"]))
+                    rt = run_lr_find(start_session(key, test["seed"]))
                     test["range"] = {"lrs": rt.lrs, "smoothed": rt.smoothed}
         print(key, flush=True)
 
