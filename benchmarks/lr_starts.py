@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from benchmarks.lr_calibration import OPTIMS, SETUPS, _session, in_band, part_of, setup_overrides, short_runs
-from deeprecipe.recipe.lr_methods import PER_DECADE, candidate_lrs, explore_rates, run_short_runs, vertex_lr
+from deeprecipe.recipe.lr_methods import MOST_ABOVE, PER_DECADE, candidate_lrs, explore_rates, run_short_runs, vertex_lr
 from deeprecipe.utils import write_json
 
 RESULTS = Path(__file__).parent / "results"
@@ -85,7 +85,7 @@ def add_above(results: dict) -> None:
         for tests in per_seed:  # every start of the setup, so that averaged readings find them too
             for test in tests:
                 if not any(r > 1.0001 for r in test["lrs"]):
-                    above = [float(candidate_lrs()[0] * 10 ** (i / PER_DECADE)) for i in (3, 2, 1)]
+                    above = [float(candidate_lrs()[0] * 10 ** (i / PER_DECADE)) for i in range(MOST_ABOVE, 0, -1)]
                     extra = run_short_runs(start_session(key, test["seed"]), candidates=above, stop=False)
                     test["lrs"], test["finals"] = extra.lrs + test["lrs"], [
                         f if math.isfinite(f) else None for f in extra.finals] + test["finals"]

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +55,7 @@ class ShortRunsResult:
 
 MIN_ITERATIONS, MAX_ITERATIONS = 20, 300  # short-run length when it follows the configured run
 PER_DECADE = 3    # candidate rates per factor of ten
+MOST_ABOVE = 3    # steps above the top candidate (1 → 10) while the lowest loss stays at the top
 LEARNT = 0.95     # a final loss 5 % under chance's (ln C): that candidate learnt something (at chance: < 1 % off)
 
 
@@ -114,7 +115,7 @@ def past_the_minimum(finals: list[float], start: float = math.inf, rising: int =
     return all(b > a and b > best for a, b in zip(tail, tail[1:]))
 
 
-def above_the_top(lrs: list[float], finals: list[float], most: int = 3) -> float | None:
+def above_the_top(lrs: list[float], finals: list[float], most: int = MOST_ABOVE) -> float | None:
     """The next rate to try above the candidates (a third of a decade higher) while the lowest final loss is
     still at the highest rate tried, at most `most` steps above the default list's top (1): batch-normalised
     convnets under SGD are best at rates of 1-3, and a best rate at the list's edge does not say where the
